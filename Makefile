@@ -1,0 +1,54 @@
+# m2mauth — the two commands are `make run` and `make test`; see README.md.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PROTOS := $(wildcard protos/m2mauth/v1/*.proto)
+
+.PHONY: run test test-postgres lint gen gen-check fmt clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip==25.3
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+node_modules/.bin/buf: package.json package-lock.json
+	npm ci --no-audit --no-fund --silent
+	touch $@
+
+## run: migrate the embedded SQLite database under ./var and start the server
+run: $(STAMP)
+	$(BIN)/m2mauth serve --dev
+
+## test: install what the tests need and run the whole suite
+test: $(STAMP)
+	$(BIN)/pytest
+
+## lint: buf lint, ruff and mypy
+lint: $(STAMP) node_modules/.bin/buf
+	node_modules/.bin/buf lint
+	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests
+	$(BIN)/mypy
+
+fmt: $(STAMP)
+	$(BIN)/ruff check --fix src tests
+	$(BIN)/ruff format src tests
+
+## gen: regenerate the Python code under src/m2mauth/v1 from protos/
+gen: $(STAMP)
+	rm -f src/m2mauth/v1/*_pb2*.py src/m2mauth/v1/*_pb2*.pyi
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m grpc_tools.protoc -I protos \
+		--python_out=src --grpc_python_out=src \
+		--mypy_out=src --mypy_grpc_out=src $(PROTOS)
+
+## gen-check: fail if `make gen` would change the committed code
+gen-check: gen
+	git diff --exit-code --stat -- src/m2mauth/v1 || \
+		(echo "generated code is stale: run 'make gen' and commit" >&2; exit 1)
+	test -z "$$(git status --porcelain -- src/m2mauth/v1)" || \
+		(echo "generated code is untracked: run 'make gen' and commit" >&2; exit 1)
+
+clean:
+	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache

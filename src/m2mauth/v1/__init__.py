@@ -1,0 +1,1 @@
+"""Generated from protos/m2mauth/v1 by `make gen`. Never edit by hand."""
