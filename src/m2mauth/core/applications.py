@@ -1,0 +1,263 @@
+"""M2M application management and their client secrets."""
+
+from __future__ import annotations
+
+import builtins
+import dataclasses
+from collections.abc import Sequence
+from datetime import datetime
+
+from m2mauth.core import audit, ids, validation
+from m2mauth.core.audit import Page
+from m2mauth.core.clock import Clock
+from m2mauth.core.credentials import CLIENT_SECRET_PREFIX, CredentialHasher
+from m2mauth.core.errors import InvalidField, NotFound, SecretLimitReached
+from m2mauth.core.interfaces import Store, UnitOfWork
+from m2mauth.core.models import Application, ClientSecret, Principal
+from m2mauth.core.organizations import visible_organization
+from m2mauth.core.pagination import PageTokenCodec, page_size
+
+UPDATABLE = ("name", "description", "scopes", "audiences", "token_ttl_seconds", "enabled")
+RESOURCE = "application"
+DEFAULT_MAX_SECRETS = 5
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ApplicationFields:
+    """The writable fields of an application, as a request carries them."""
+
+    name: str = ""
+    description: str = ""
+    scopes: Sequence[str] = ()
+    audiences: Sequence[str] = ()
+    token_ttl_seconds: int = 0
+    enabled: bool | None = None
+
+
+def visible_application(uow: UnitOfWork, principal: Principal, app_id: str) -> Application:
+    """Fetch an application the principal may see; NOT_FOUND otherwise (AIP-193)."""
+    validation.resource_id("id", app_id, ids.APPLICATION, RESOURCE)
+    app = uow.get_application(app_id)
+    # Tenant check on every lookup: another organization's app is "not found".
+    if app is None or not principal.can_see(app.organization_id):
+        raise NotFound(RESOURCE, app_id)
+    return app
+
+
+class Applications:
+    def __init__(
+        self,
+        store: Store,
+        pages: PageTokenCodec,
+        hasher: CredentialHasher,
+        clock: Clock,
+        max_secrets: int = DEFAULT_MAX_SECRETS,
+    ) -> None:
+        self._store = store
+        self._pages = pages
+        self._hasher = hasher
+        self._clock = clock
+        self._max_secrets = max_secrets
+
+    # --- applications ----------------------------------------------------
+    def create(
+        self, principal: Principal, organization_id: str, f: ApplicationFields
+    ) -> Application:
+        if not organization_id:
+            raise InvalidField("application.organization_id", "is required")
+        now = self._clock()
+        ms = int(now.timestamp() * 1000)
+        app = Application(
+            id=ids.new_id(ids.APPLICATION, ms),
+            client_id=ids.new_id(ids.CLIENT, ms),
+            organization_id=organization_id,
+            name=validation.name("application.name", f.name),
+            description=validation.optional_text(
+                "application.description", f.description, validation.MAX_DESCRIPTION
+            ),
+            scopes=validation.scopes(f.scopes),
+            audiences=validation.audiences(f.audiences),
+            token_ttl_seconds=validation.token_ttl(f.token_ttl_seconds),
+            enabled=True if f.enabled is None else f.enabled,
+            created_at=now,
+            updated_at=now,
+        )
+        with self._store.unit_of_work() as uow:
+            try:
+                visible_organization(uow, principal, organization_id)
+            except NotFound as exc:
+                # Name the request field so the caller knows which id is wrong.
+                raise InvalidField("application.organization_id", exc.message) from None
+            uow.add_application(app)
+            uow.add_audit_event(
+                audit.event(
+                    now,
+                    principal.admin_key_id,
+                    "application.create",
+                    organization_id=organization_id,
+                    application_id=app.id,
+                    target=app.id,
+                )
+            )
+        return app
+
+    def get(self, principal: Principal, app_id: str) -> Application:
+        with self._store.unit_of_work() as uow:
+            return visible_application(uow, principal, app_id)
+
+    def list(
+        self, principal: Principal, organization_id: str, requested_page_size: int, token: str
+    ) -> Page[Application]:
+        limit = page_size(requested_page_size)
+        filters = {"org": organization_id}
+        after = self._pages.decode("applications", token, filters)
+        with self._store.unit_of_work() as uow:
+            if organization_id:
+                visible_organization(uow, principal, organization_id)
+            scope = organization_id or principal.organization_id
+            rows = uow.list_applications(organization_id=scope, after_id=after, limit=limit + 1)
+        items = rows[:limit]
+        next_token = (
+            self._pages.encode("applications", items[-1].id, filters) if len(rows) > limit else ""
+        )
+        return Page(items, next_token)
+
+    def update(
+        self, principal: Principal, app_id: str, mask: Sequence[str], f: ApplicationFields
+    ) -> Application:
+        if "organization_id" in mask:
+            raise InvalidField("update_mask", "organization_id is immutable")
+        paths = validation.update_mask(mask, UPDATABLE)
+        changes: dict[str, object] = {}
+        if "name" in paths:
+            changes["name"] = validation.name("application.name", f.name)
+        if "description" in paths:
+            changes["description"] = validation.optional_text(
+                "application.description", f.description, validation.MAX_DESCRIPTION
+            )
+        if "scopes" in paths:
+            changes["scopes"] = validation.scopes(f.scopes)
+        if "audiences" in paths:
+            changes["audiences"] = validation.audiences(f.audiences)
+        if "token_ttl_seconds" in paths:
+            changes["token_ttl_seconds"] = validation.token_ttl(f.token_ttl_seconds)
+        if "enabled" in paths:
+            changes["enabled"] = bool(f.enabled)
+        with self._store.unit_of_work() as uow:
+            current = visible_application(uow, principal, app_id)
+            now = self._clock()
+            updated = dataclasses.replace(current, updated_at=now, **changes)  # type: ignore[arg-type]
+            uow.update_application(updated)
+            uow.add_audit_event(
+                audit.event(
+                    now,
+                    principal.admin_key_id,
+                    "application.update",
+                    organization_id=current.organization_id,
+                    application_id=app_id,
+                    target=app_id,
+                    details={"fields": ",".join(sorted(paths))},
+                )
+            )
+        return updated
+
+    def delete(self, principal: Principal, app_id: str) -> None:
+        with self._store.unit_of_work() as uow:
+            app = visible_application(uow, principal, app_id)
+            uow.delete_application(app_id)
+            uow.add_audit_event(
+                audit.event(
+                    self._clock(),
+                    principal.admin_key_id,
+                    "application.delete",
+                    organization_id=app.organization_id,
+                    application_id=app_id,
+                    target=app_id,
+                )
+            )
+
+    def revoke_tokens(self, principal: Principal, app_id: str) -> datetime:
+        """Kill switch: every token of the application issued until now is revoked."""
+        with self._store.unit_of_work() as uow:
+            app = visible_application(uow, principal, app_id)
+            now = self._clock()
+            uow.update_application(dataclasses.replace(app, tokens_revoked_before=now))
+            uow.add_audit_event(
+                audit.event(
+                    now,
+                    principal.admin_key_id,
+                    "application.revoke_tokens",
+                    organization_id=app.organization_id,
+                    application_id=app_id,
+                    target=app_id,
+                )
+            )
+        return now
+
+    # --- client secrets --------------------------------------------------
+    def create_secret(
+        self, principal: Principal, app_id: str, expires_at: datetime | None
+    ) -> tuple[ClientSecret, str]:
+        """Create a secret; return it and the plaintext, which is never stored."""
+        now = self._clock()
+        if expires_at is not None and expires_at <= now:
+            raise InvalidField("expire_time", "must be in the future")
+        plaintext = self._hasher.generate(CLIENT_SECRET_PREFIX)
+        secret = ClientSecret(
+            id=ids.new_id(ids.CLIENT_SECRET, int(now.timestamp() * 1000)),
+            application_id=app_id,
+            secret_hash=self._hasher.hash(plaintext),
+            hint=self._hasher.hint(plaintext),
+            created_at=now,
+            expires_at=expires_at,
+        )
+        with self._store.unit_of_work() as uow:
+            app = visible_application(uow, principal, app_id)
+            # Serialise concurrent creates so the limit holds under races.
+            uow.lock_application(app_id)
+            live = [s for s in uow.list_client_secrets(app_id) if _is_live(s, now)]
+            if len(live) >= self._max_secrets:
+                raise SecretLimitReached(
+                    f"application {app_id!r} already has {len(live)} live secrets "
+                    f"(maximum {self._max_secrets}); revoke one first"
+                )
+            uow.add_client_secret(secret)
+            uow.add_audit_event(
+                audit.event(
+                    now,
+                    principal.admin_key_id,
+                    "client_secret.create",
+                    organization_id=app.organization_id,
+                    application_id=app_id,
+                    target=secret.id,
+                    details={"hint": secret.hint},
+                )
+            )
+        return secret, plaintext
+
+    def list_secrets(self, principal: Principal, app_id: str) -> builtins.list[ClientSecret]:
+        now = self._clock()
+        with self._store.unit_of_work() as uow:
+            visible_application(uow, principal, app_id)
+            return [s for s in uow.list_client_secrets(app_id) if _is_live(s, now)]
+
+    def revoke_secret(self, principal: Principal, app_id: str, secret_id: str) -> None:
+        validation.resource_id("id", secret_id, ids.CLIENT_SECRET, "client secret")
+        with self._store.unit_of_work() as uow:
+            app = visible_application(uow, principal, app_id)
+            if not uow.delete_client_secret(app_id, secret_id):
+                raise NotFound("client secret", secret_id)
+            uow.add_audit_event(
+                audit.event(
+                    self._clock(),
+                    principal.admin_key_id,
+                    "client_secret.revoke",
+                    organization_id=app.organization_id,
+                    application_id=app_id,
+                    target=secret_id,
+                )
+            )
+
+
+def _is_live(secret: ClientSecret, now: datetime) -> bool:
+    return secret.expires_at is None or secret.expires_at > now

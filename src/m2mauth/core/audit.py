@@ -1,0 +1,81 @@
+"""Audit events: building them for writes, and listing them for readers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Generic, TypeVar
+
+from m2mauth.core import ids
+from m2mauth.core.errors import InvalidField, NotFound
+from m2mauth.core.interfaces import Store
+from m2mauth.core.models import AuditEvent, AuditFilter, Principal
+from m2mauth.core.pagination import PageTokenCodec, page_size
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    items: list[T]
+    next_page_token: str
+
+
+def event(
+    now: datetime,
+    actor: str,
+    action: str,
+    *,
+    organization_id: str | None = None,
+    application_id: str | None = None,
+    target: str | None = None,
+    details: dict[str, str] | None = None,
+) -> AuditEvent:
+    return AuditEvent(
+        id=ids.new_id(ids.AUDIT_EVENT, int(now.timestamp() * 1000)),
+        time=now,
+        actor=actor,
+        action=action,
+        organization_id=organization_id,
+        application_id=application_id,
+        target=target,
+        details=details or {},
+    )
+
+
+class AuditReader:
+    def __init__(self, store: Store, pages: PageTokenCodec) -> None:
+        self._store = store
+        self._pages = pages
+
+    def list(
+        self,
+        principal: Principal,
+        flt: AuditFilter,
+        requested_page_size: int,
+        page_token: str,
+    ) -> Page[AuditEvent]:
+        if flt.start and flt.end and flt.end <= flt.start:
+            raise InvalidField("end_time", "must be after start_time")
+        if principal.organization_id is not None:
+            if flt.organization_id and flt.organization_id != principal.organization_id:
+                raise NotFound("organization", flt.organization_id)
+            flt = AuditFilter(
+                organization_id=principal.organization_id,
+                application_id=flt.application_id,
+                start=flt.start,
+                end=flt.end,
+            )
+        limit = page_size(requested_page_size)
+        filters = {
+            "org": flt.organization_id or "",
+            "app": flt.application_id or "",
+            "start": flt.start.isoformat() if flt.start else "",
+            "end": flt.end.isoformat() if flt.end else "",
+        }
+        before = self._pages.decode("audit", page_token, filters)
+        with self._store.unit_of_work() as uow:
+            rows = uow.list_audit_events(flt, before_id=before, limit=limit + 1)
+        items = rows[:limit]
+        token = self._pages.encode("audit", items[-1].id, filters) if len(rows) > limit else ""
+        return Page(items, token)

@@ -1,0 +1,135 @@
+"""The persistence contract the core depends on (``typing.Protocol``).
+
+One :class:`Store` hands out :class:`UnitOfWork` objects; everything done
+through one unit of work commits together when the ``with`` block ends
+normally and rolls back on any exception, so a change and its audit event are
+never half written. Implementations raise :class:`~m2mauth.core.errors.
+StoreUnavailable` for any failure of the database itself and
+:class:`~m2mauth.core.errors.AlreadyExists` for unique violations; they never
+return a wrong "absent" because the database was down.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from datetime import datetime
+from typing import Protocol
+
+from m2mauth.core.models import (
+    AdminKey,
+    Application,
+    AuditEvent,
+    AuditFilter,
+    ClientSecret,
+    Organization,
+    RevokedToken,
+    SecretUsage,
+    SigningKey,
+)
+
+
+class UnitOfWork(Protocol):
+    # --- organizations -------------------------------------------------
+    def add_organization(self, org: Organization) -> None:
+        """Insert. AlreadyExists(field="external_id") if that is taken."""
+
+    def get_organization(self, org_id: str) -> Organization | None: ...
+
+    def list_organizations(
+        self, *, after_id: str | None, limit: int, only_id: str | None = None
+    ) -> list[Organization]:
+        """Ascending by id, ids > after_id; only_id restricts to one org."""
+        ...
+
+    def update_organization(self, org: Organization) -> None:
+        """Replace the row with this id. AlreadyExists on external_id clash."""
+
+    def delete_organization(self, org_id: str) -> None:
+        """Delete the org and (cascading) its applications and their secrets."""
+
+    def count_applications(self, org_id: str) -> int: ...
+
+    # --- applications --------------------------------------------------
+    def add_application(self, app: Application) -> None: ...
+
+    def get_application(self, app_id: str) -> Application | None: ...
+
+    def get_application_by_client_id(self, client_id: str) -> Application | None: ...
+
+    def list_applications(
+        self, *, organization_id: str | None, after_id: str | None, limit: int
+    ) -> list[Application]:
+        """Ascending by id, ids > after_id, optionally of one organization."""
+        ...
+
+    def update_application(self, app: Application) -> None: ...
+
+    def delete_application(self, app_id: str) -> None:
+        """Delete the application and its secrets."""
+
+    # --- client secrets ------------------------------------------------
+    def add_client_secret(self, secret: ClientSecret) -> None: ...
+
+    def list_client_secrets(self, application_id: str) -> list[ClientSecret]:
+        """Every stored secret of the application, ascending by id."""
+        ...
+
+    def delete_client_secret(self, application_id: str, secret_id: str) -> bool:
+        """Delete; False if no such secret of that application."""
+        ...
+
+    def lock_application(self, app_id: str) -> None:
+        """Serialise concurrent secret changes of one application until commit
+        (SELECT ... FOR UPDATE on PostgreSQL; SQLite's writer lock suffices)."""
+
+    def record_secret_usage(self, usages: Sequence[SecretUsage]) -> None:
+        """Apply coalesced usage: last_used_at = max(stored, given)."""
+
+    # --- admin keys ----------------------------------------------------
+    def add_admin_key(self, key: AdminKey) -> None: ...
+
+    def get_admin_key_by_hash(self, key_hash: bytes) -> AdminKey | None: ...
+
+    def count_admin_keys(self) -> int: ...
+
+    # --- audit ---------------------------------------------------------
+    def add_audit_event(self, event: AuditEvent) -> None: ...
+
+    def list_audit_events(
+        self, flt: AuditFilter, *, before_id: str | None, limit: int
+    ) -> list[AuditEvent]:
+        """Descending by id (newest first), ids < before_id."""
+        ...
+
+    # --- signing keys --------------------------------------------------
+    def lock_signing_keys(self) -> None:
+        """Serialise key lifecycle changes across processes until commit
+        (a transaction-scoped advisory lock on PostgreSQL)."""
+
+    def list_signing_keys(self) -> list[SigningKey]:
+        """Every key, descending by id (newest first)."""
+        ...
+
+    def add_signing_key(self, key: SigningKey) -> None: ...
+
+    def update_signing_key(self, key: SigningKey) -> None: ...
+
+    # --- revocation ----------------------------------------------------
+    def add_revoked_token(self, revoked: RevokedToken) -> None:
+        """Insert; a second revocation of one jti is a no-op."""
+
+    def is_token_revoked(self, jti: str) -> bool: ...
+
+    def purge_revoked_tokens(self, expired_before: datetime) -> int:
+        """Delete revocations of tokens that expired before this; return count."""
+        ...
+
+
+class Store(Protocol):
+    def unit_of_work(self) -> AbstractContextManager[UnitOfWork]: ...
+
+    def ping(self) -> None:
+        """Raise StoreUnavailable unless the database answers."""
+
+    def close(self) -> None: ...

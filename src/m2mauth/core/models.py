@@ -1,0 +1,133 @@
+"""Domain records. Plain, immutable dataclasses shared by the core and the store."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Organization:
+    id: str
+    name: str
+    external_id: str | None
+    enabled: bool
+    created_at: datetime
+    updated_at: datetime
+    # Kill switch: tokens issued at or before this instant are revoked.
+    tokens_revoked_before: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Application:
+    id: str
+    client_id: str
+    organization_id: str
+    name: str
+    description: str
+    scopes: tuple[str, ...]
+    audiences: tuple[str, ...]
+    token_ttl_seconds: int  # 0 = server default
+    enabled: bool
+    created_at: datetime
+    updated_at: datetime
+    tokens_revoked_before: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ClientSecret:
+    id: str
+    application_id: str
+    # Keyed hash (HMAC-SHA-256) of the secret; the plaintext is never stored.
+    secret_hash: bytes
+    hint: str  # last 4 characters
+    created_at: datetime
+    expires_at: datetime | None = None
+    last_used_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AdminKey:
+    id: str
+    key_hash: bytes
+    hint: str
+    # None: environment key (manages everything); else scoped to one organization.
+    organization_id: str | None
+    created_at: datetime
+    revoked_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling a management RPC: the admin key that authenticated."""
+
+    admin_key_id: str
+    organization_id: str | None
+
+    @property
+    def is_environment(self) -> bool:
+        return self.organization_id is None
+
+    def can_see(self, organization_id: str) -> bool:
+        return self.organization_id is None or self.organization_id == organization_id
+
+
+class SigningKeyState(enum.Enum):
+    NEXT = "next"
+    CURRENT = "current"
+    PREVIOUS = "previous"
+    RETIRED = "retired"
+
+
+@dataclass(frozen=True, slots=True)
+class SigningKey:
+    id: str  # also the JWK kid
+    algorithm: str  # "RS256" | "ES256" | "EdDSA"
+    state: SigningKeyState
+    # AES-GCM ciphertext of the PKCS#8 private key (nonce || ciphertext).
+    encrypted_private_key: bytes
+    # The public JWK as a JSON string (public members only).
+    public_jwk: str
+    created_at: datetime
+    activated_at: datetime | None = None
+    deactivated_at: datetime | None = None
+    retire_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEvent:
+    id: str
+    time: datetime
+    actor: str
+    action: str
+    organization_id: str | None = None
+    application_id: str | None = None
+    target: str | None = None
+    details: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class AuditFilter:
+    organization_id: str | None = None
+    application_id: str | None = None
+    start: datetime | None = None  # inclusive
+    end: datetime | None = None  # exclusive
+
+
+@dataclass(frozen=True, slots=True)
+class RevokedToken:
+    jti: str
+    application_id: str
+    expires_at: datetime
+    revoked_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class SecretUsage:
+    """Coalesced usage of one client secret, flushed in the background."""
+
+    secret_id: str
+    application_id: str
+    last_used_at: datetime
+    tokens_issued: int

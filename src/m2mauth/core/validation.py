@@ -1,0 +1,114 @@
+"""Field validation shared by the management operations. Raises InvalidField."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from m2mauth.core import ids
+from m2mauth.core.errors import InvalidField, NotFound
+
+MAX_NAME = 200
+MAX_DESCRIPTION = 2000
+MAX_SCOPES = 100
+MAX_SCOPE_LENGTH = 128
+MAX_AUDIENCES = 20
+MAX_AUDIENCE_LENGTH = 512
+MAX_TOKEN_TTL_SECONDS = 86400
+
+# RFC 6749 section 3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
+_SCOPE_TOKEN = re.compile(r"^[\x21\x23-\x5B\x5D-\x7E]+$")
+_NO_WHITESPACE_PRINTABLE = re.compile(r"^[\x21-\x7E]+$")
+
+
+def name(field: str, value: str) -> str:
+    stripped = value.strip()
+    if not stripped:
+        raise InvalidField(field, "is required")
+    if len(stripped) > MAX_NAME:
+        raise InvalidField(field, f"must be at most {MAX_NAME} characters")
+    if any(ord(c) < 0x20 for c in stripped):
+        raise InvalidField(field, "must not contain control characters")
+    return stripped
+
+
+def optional_text(field: str, value: str, limit: int) -> str:
+    if len(value) > limit:
+        raise InvalidField(field, f"must be at most {limit} characters")
+    if any(ord(c) < 0x20 and c not in "\n\t" for c in value):
+        raise InvalidField(field, "must not contain control characters")
+    return value
+
+
+def external_id(value: str) -> str | None:
+    if value == "":
+        return None
+    return name("external_id", value)
+
+
+def scopes(values: Sequence[str]) -> tuple[str, ...]:
+    if len(values) > MAX_SCOPES:
+        raise InvalidField("scopes", f"at most {MAX_SCOPES} scopes")
+    seen: set[str] = set()
+    for i, scope in enumerate(values):
+        if not _SCOPE_TOKEN.match(scope) or len(scope) > MAX_SCOPE_LENGTH:
+            raise InvalidField(
+                f"scopes[{i}]",
+                f"must be 1 to {MAX_SCOPE_LENGTH} printable ASCII characters without "
+                "space, '\"' or '\\' (RFC 6749 section 3.3)",
+            )
+        if scope in seen:
+            raise InvalidField(f"scopes[{i}]", f"duplicate scope {scope!r}")
+        seen.add(scope)
+    return tuple(values)
+
+
+def audiences(values: Sequence[str]) -> tuple[str, ...]:
+    if len(values) > MAX_AUDIENCES:
+        raise InvalidField("audiences", f"at most {MAX_AUDIENCES} audiences")
+    seen: set[str] = set()
+    for i, aud in enumerate(values):
+        if not _NO_WHITESPACE_PRINTABLE.match(aud) or len(aud) > MAX_AUDIENCE_LENGTH:
+            raise InvalidField(
+                f"audiences[{i}]",
+                f"must be 1 to {MAX_AUDIENCE_LENGTH} printable ASCII characters, no spaces",
+            )
+        if aud in seen:
+            raise InvalidField(f"audiences[{i}]", f"duplicate audience {aud!r}")
+        seen.add(aud)
+    return tuple(values)
+
+
+def token_ttl(value: int) -> int:
+    if not 0 <= value <= MAX_TOKEN_TTL_SECONDS:
+        raise InvalidField("token_ttl_seconds", f"must be 0 to {MAX_TOKEN_TTL_SECONDS}")
+    return value
+
+
+def resource_id(field: str, value: str, prefix: str, resource: str) -> str:
+    """A required id field: empty is INVALID_ARGUMENT, malformed is NOT_FOUND.
+
+    A well-formed-looking but unknown id and a malformed one are both simply
+    absent, so both are NOT_FOUND (clients need not know our id grammar).
+    """
+    if not value:
+        raise InvalidField(field, "is required")
+    if not ids.is_id(value, prefix):
+        raise NotFound(resource, value)
+    return value
+
+
+def update_mask(paths: Sequence[str], allowed: Sequence[str]) -> set[str]:
+    """AIP-134 update mask: named paths or "*"; empty or unknown is invalid."""
+    if not paths:
+        raise InvalidField("update_mask", f"is required: name fields among {', '.join(allowed)}")
+    if list(paths) == ["*"]:
+        return set(allowed)
+    chosen: set[str] = set()
+    for path in paths:
+        if path not in allowed:
+            raise InvalidField(
+                "update_mask", f"{path!r} cannot be updated; allowed: {', '.join(allowed)}"
+            )
+        chosen.add(path)
+    return chosen
