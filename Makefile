@@ -9,7 +9,6 @@ PROTOS := $(wildcard protos/m2mauth/v1/*.proto)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip==25.3
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
@@ -20,6 +19,11 @@ node_modules/.bin/buf: package.json package-lock.json
 ## run: migrate the embedded SQLite database under ./var and start the server
 run: $(STAMP)
 	$(BIN)/m2mauth serve --dev
+
+# The PostgreSQL suite runs against this server when it is reachable, and is
+# skipped, loudly, when it is not. Each run creates and drops its own databases.
+M2MAUTH_TEST_POSTGRES_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
+export M2MAUTH_TEST_POSTGRES_URL
 
 ## test: install what the tests need and run the whole suite
 test: $(STAMP)

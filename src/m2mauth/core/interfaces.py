@@ -26,6 +26,7 @@ from m2mauth.core.models import (
     RevokedToken,
     SecretUsage,
     SigningKey,
+    TokenState,
 )
 
 
@@ -123,6 +124,12 @@ class UnitOfWork(Protocol):
 
     def purge_revoked_tokens(self, expired_before: datetime) -> int:
         """Delete revocations of tokens that expired before this; return count."""
+        ...
+
+    def get_token_state(self, client_id: str, jti: str) -> TokenState | None:
+        """Everything introspection needs to know beyond the JWT, in ONE indexed read
+        (applications JOIN organizations LEFT JOIN revoked_tokens on jti).
+        None if no application has this client_id."""
         ...
 
 

@@ -131,3 +131,16 @@ class SecretUsage:
     application_id: str
     last_used_at: datetime
     tokens_issued: int
+
+
+@dataclass(frozen=True, slots=True)
+class TokenState:
+    """The stored facts that decide whether a signed, unexpired token is active."""
+
+    application_id: str
+    organization_id: str
+    application_enabled: bool
+    organization_enabled: bool
+    application_tokens_revoked_before: datetime | None
+    organization_tokens_revoked_before: datetime | None
+    jti_revoked: bool

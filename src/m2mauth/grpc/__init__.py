@@ -1,0 +1,1 @@
+"""The gRPC transport: servicers translate proto <-> core calls and map errors."""

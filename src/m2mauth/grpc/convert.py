@@ -1,0 +1,78 @@
+"""Domain records <-> protobuf messages. Pure functions, no policy."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from google.protobuf import timestamp_pb2
+
+from m2mauth.core import models
+from m2mauth.core.errors import InvalidField
+from m2mauth.v1 import resources_pb2
+
+
+def timestamp(value: datetime | None) -> timestamp_pb2.Timestamp | None:
+    if value is None:
+        return None
+    ts = timestamp_pb2.Timestamp()
+    ts.FromDatetime(value)
+    return ts
+
+
+def to_datetime(field: str, ts: timestamp_pb2.Timestamp) -> datetime:
+    try:
+        return ts.ToDatetime(tzinfo=UTC)
+    except (ValueError, OverflowError) as exc:
+        raise InvalidField(field, "is not a valid timestamp") from exc
+
+
+def organization(org: models.Organization) -> resources_pb2.Organization:
+    return resources_pb2.Organization(
+        id=org.id,
+        name=org.name,
+        external_id=org.external_id or "",
+        enabled=org.enabled,
+        create_time=timestamp(org.created_at),
+        update_time=timestamp(org.updated_at),
+    )
+
+
+def application(app: models.Application) -> resources_pb2.Application:
+    return resources_pb2.Application(
+        id=app.id,
+        client_id=app.client_id,
+        organization_id=app.organization_id,
+        name=app.name,
+        description=app.description,
+        scopes=list(app.scopes),
+        audiences=list(app.audiences),
+        token_ttl_seconds=app.token_ttl_seconds,
+        enabled=app.enabled,
+        create_time=timestamp(app.created_at),
+        update_time=timestamp(app.updated_at),
+    )
+
+
+def client_secret(secret: models.ClientSecret) -> resources_pb2.ClientSecret:
+    # Deliberately no hash and no plaintext: only the hint leaves the server.
+    return resources_pb2.ClientSecret(
+        id=secret.id,
+        application_id=secret.application_id,
+        secret_hint=secret.hint,
+        create_time=timestamp(secret.created_at),
+        last_used_time=timestamp(secret.last_used_at),
+        expire_time=timestamp(secret.expires_at),
+    )
+
+
+def audit_event(evt: models.AuditEvent) -> resources_pb2.AuditEvent:
+    return resources_pb2.AuditEvent(
+        id=evt.id,
+        time=timestamp(evt.time),
+        actor=evt.actor,
+        action=evt.action,
+        organization_id=evt.organization_id or "",
+        application_id=evt.application_id or "",
+        target=evt.target or "",
+        details=evt.details,
+    )

@@ -1,0 +1,242 @@
+"""Servicers of the management plane: organizations, applications, audit.
+
+Each method authenticates the admin key, translates the request into one core
+call and the result back; policy (tenancy, validation, audit) is in the core.
+"""
+
+from __future__ import annotations
+
+import grpc
+
+from m2mauth.app import Container
+from m2mauth.core.applications import ApplicationFields
+from m2mauth.core.models import AuditFilter
+from m2mauth.grpc import convert
+from m2mauth.grpc.auth import admin_principal
+from m2mauth.grpc.errors import translate_errors
+from m2mauth.v1 import (
+    application_service_pb2 as app_pb,
+)
+from m2mauth.v1 import (
+    application_service_pb2_grpc as app_grpc,
+)
+from m2mauth.v1 import (
+    audit_service_pb2 as audit_pb,
+)
+from m2mauth.v1 import (
+    audit_service_pb2_grpc as audit_grpc,
+)
+from m2mauth.v1 import (
+    organization_service_pb2 as org_pb,
+)
+from m2mauth.v1 import (
+    organization_service_pb2_grpc as org_grpc,
+)
+from m2mauth.v1 import resources_pb2
+
+
+def _enabled(message: resources_pb2.Organization | resources_pb2.Application) -> bool | None:
+    return message.enabled if message.HasField("enabled") else None
+
+
+class OrganizationServicer(org_grpc.OrganizationServiceServicer):
+    def __init__(self, container: Container) -> None:
+        self._c = container
+
+    @translate_errors
+    def CreateOrganization(
+        self, request: org_pb.CreateOrganizationRequest, context: grpc.ServicerContext
+    ) -> org_pb.CreateOrganizationResponse:
+        principal = admin_principal(self._c.admin_keys, context)
+        o = request.organization
+        org = self._c.organizations.create(principal, o.name, o.external_id, _enabled(o))
+        return org_pb.CreateOrganizationResponse(organization=convert.organization(org))
+
+    @translate_errors
+    def GetOrganization(
+        self, request: org_pb.GetOrganizationRequest, context: grpc.ServicerContext
+    ) -> org_pb.GetOrganizationResponse:
+        principal = admin_principal(self._c.admin_keys, context)
+        org = self._c.organizations.get(principal, request.id)
+        return org_pb.GetOrganizationResponse(organization=convert.organization(org))
+
+    @translate_errors
+    def ListOrganizations(
+        self, request: org_pb.ListOrganizationsRequest, context: grpc.ServicerContext
+    ) -> org_pb.ListOrganizationsResponse:
+        principal = admin_principal(self._c.admin_keys, context)
+        page = self._c.organizations.list(principal, request.page_size, request.page_token)
+        return org_pb.ListOrganizationsResponse(
+            organizations=[convert.organization(o) for o in page.items],
+            next_page_token=page.next_page_token,
+        )
+
+    @translate_errors
+    def UpdateOrganization(
+        self, request: org_pb.UpdateOrganizationRequest, context: grpc.ServicerContext
+    ) -> org_pb.UpdateOrganizationResponse:
+        principal = admin_principal(self._c.admin_keys, context)
+        o = request.organization
+        org = self._c.organizations.update(
+            principal,
+            o.id,
+            list(request.update_mask.paths),
+            o.name,
+            o.external_id,
+            _enabled(o),
+        )
+        return org_pb.UpdateOrganizationResponse(organization=convert.organization(org))
+
+    @translate_errors
+    def DeleteOrganization(
+        self, request: org_pb.DeleteOrganizationRequest, context: grpc.ServicerContext
+    ) -> org_pb.DeleteOrganizationResponse:
+        principal = admin_principal(self._c.admin_keys, context)
+        self._c.organizations.delete(principal, request.id, request.force)
+        return org_pb.DeleteOrganizationResponse()
+
+    @translate_errors
+    def RevokeOrganizationTokens(
+        self, request: org_pb.RevokeOrganizationTokensRequest, context: grpc.ServicerContext
+    ) -> org_pb.RevokeOrganizationTokensResponse:
+        principal = admin_principal(self._c.admin_keys, context)
+        when = self._c.organizations.revoke_tokens(principal, request.id)
+        return org_pb.RevokeOrganizationTokensResponse(revoke_time=convert.timestamp(when))
+
+
+def _fields(a: resources_pb2.Application) -> ApplicationFields:
+    return ApplicationFields(
+        name=a.name,
+        description=a.description,
+        scopes=list(a.scopes),
+        audiences=list(a.audiences),
+        token_ttl_seconds=a.token_ttl_seconds,
+        enabled=_enabled(a),
+    )
+
+
+class ApplicationServicer(app_grpc.ApplicationServiceServicer):
+    def __init__(self, container: Container) -> None:
+        self._c = container
+
+    @translate_errors
+    def CreateApplication(
+        self, request: app_pb.CreateApplicationRequest, context: grpc.ServicerContext
+    ) -> app_pb.CreateApplicationResponse:
+        principal = admin_principal(self._c.admin_keys, context)
+        a = request.application
+        app = self._c.applications.create(principal, a.organization_id, _fields(a))
+        return app_pb.CreateApplicationResponse(application=convert.application(app))
+
+    @translate_errors
+    def GetApplication(
+        self, request: app_pb.GetApplicationRequest, context: grpc.ServicerContext
+    ) -> app_pb.GetApplicationResponse:
+        principal = admin_principal(self._c.admin_keys, context)
+        app = self._c.applications.get(principal, request.id)
+        return app_pb.GetApplicationResponse(application=convert.application(app))
+
+    @translate_errors
+    def ListApplications(
+        self, request: app_pb.ListApplicationsRequest, context: grpc.ServicerContext
+    ) -> app_pb.ListApplicationsResponse:
+        principal = admin_principal(self._c.admin_keys, context)
+        page = self._c.applications.list(
+            principal, request.organization_id, request.page_size, request.page_token
+        )
+        return app_pb.ListApplicationsResponse(
+            applications=[convert.application(a) for a in page.items],
+            next_page_token=page.next_page_token,
+        )
+
+    @translate_errors
+    def UpdateApplication(
+        self, request: app_pb.UpdateApplicationRequest, context: grpc.ServicerContext
+    ) -> app_pb.UpdateApplicationResponse:
+        principal = admin_principal(self._c.admin_keys, context)
+        a = request.application
+        app = self._c.applications.update(
+            principal, a.id, list(request.update_mask.paths), _fields(a)
+        )
+        return app_pb.UpdateApplicationResponse(application=convert.application(app))
+
+    @translate_errors
+    def DeleteApplication(
+        self, request: app_pb.DeleteApplicationRequest, context: grpc.ServicerContext
+    ) -> app_pb.DeleteApplicationResponse:
+        principal = admin_principal(self._c.admin_keys, context)
+        self._c.applications.delete(principal, request.id)
+        return app_pb.DeleteApplicationResponse()
+
+    @translate_errors
+    def CreateClientSecret(
+        self, request: app_pb.CreateClientSecretRequest, context: grpc.ServicerContext
+    ) -> app_pb.CreateClientSecretResponse:
+        principal = admin_principal(self._c.admin_keys, context)
+        expires = (
+            convert.to_datetime("expire_time", request.expire_time)
+            if request.HasField("expire_time")
+            else None
+        )
+        secret, plaintext = self._c.applications.create_secret(
+            principal, request.application_id, expires
+        )
+        return app_pb.CreateClientSecretResponse(
+            client_secret=convert.client_secret(secret), secret=plaintext
+        )
+
+    @translate_errors
+    def ListClientSecrets(
+        self, request: app_pb.ListClientSecretsRequest, context: grpc.ServicerContext
+    ) -> app_pb.ListClientSecretsResponse:
+        principal = admin_principal(self._c.admin_keys, context)
+        secrets = self._c.applications.list_secrets(principal, request.application_id)
+        return app_pb.ListClientSecretsResponse(
+            client_secrets=[convert.client_secret(s) for s in secrets]
+        )
+
+    @translate_errors
+    def RevokeClientSecret(
+        self, request: app_pb.RevokeClientSecretRequest, context: grpc.ServicerContext
+    ) -> app_pb.RevokeClientSecretResponse:
+        principal = admin_principal(self._c.admin_keys, context)
+        self._c.applications.revoke_secret(principal, request.application_id, request.id)
+        return app_pb.RevokeClientSecretResponse()
+
+    @translate_errors
+    def RevokeApplicationTokens(
+        self, request: app_pb.RevokeApplicationTokensRequest, context: grpc.ServicerContext
+    ) -> app_pb.RevokeApplicationTokensResponse:
+        principal = admin_principal(self._c.admin_keys, context)
+        when = self._c.applications.revoke_tokens(principal, request.id)
+        return app_pb.RevokeApplicationTokensResponse(revoke_time=convert.timestamp(when))
+
+
+class AuditServicer(audit_grpc.AuditServiceServicer):
+    def __init__(self, container: Container) -> None:
+        self._c = container
+
+    @translate_errors
+    def ListAuditEvents(
+        self, request: audit_pb.ListAuditEventsRequest, context: grpc.ServicerContext
+    ) -> audit_pb.ListAuditEventsResponse:
+        principal = admin_principal(self._c.admin_keys, context)
+        flt = AuditFilter(
+            organization_id=request.organization_id or None,
+            application_id=request.application_id or None,
+            start=(
+                convert.to_datetime("start_time", request.start_time)
+                if request.HasField("start_time")
+                else None
+            ),
+            end=(
+                convert.to_datetime("end_time", request.end_time)
+                if request.HasField("end_time")
+                else None
+            ),
+        )
+        page = self._c.audit.list(principal, flt, request.page_size, request.page_token)
+        return audit_pb.ListAuditEventsResponse(
+            audit_events=[convert.audit_event(e) for e in page.items],
+            next_page_token=page.next_page_token,
+        )

@@ -1,0 +1,158 @@
+"""The gRPC server: servicers, health, reflection, store watching, graceful stop.
+
+Sync grpcio with a thread pool: the store layer (SQLAlchemy, psycopg) is
+synchronous, and the token path is CPU-bound signing that no event loop would
+make faster in one process; scaling across cores is done with processes.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from concurrent import futures
+from dataclasses import dataclass, field
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from m2mauth.app import Container
+from m2mauth.core.errors import StoreUnavailable
+from m2mauth.grpc.management import ApplicationServicer, AuditServicer, OrganizationServicer
+from m2mauth.v1 import (
+    application_service_pb2,
+    application_service_pb2_grpc,
+    audit_service_pb2,
+    audit_service_pb2_grpc,
+    key_service_pb2,
+    organization_service_pb2,
+    organization_service_pb2_grpc,
+    token_service_pb2,
+)
+
+log = logging.getLogger("m2mauth.server")
+
+SERVICE_NAMES = (
+    token_service_pb2.DESCRIPTOR.services_by_name["TokenService"].full_name,
+    key_service_pb2.DESCRIPTOR.services_by_name["KeyService"].full_name,
+    organization_service_pb2.DESCRIPTOR.services_by_name["OrganizationService"].full_name,
+    application_service_pb2.DESCRIPTOR.services_by_name["ApplicationService"].full_name,
+    audit_service_pb2.DESCRIPTOR.services_by_name["AuditService"].full_name,
+)
+
+# Extra servicers (tokens, keys) register themselves through this hook.
+ServicerHook = Callable[[grpc.Server, Container], None]
+
+
+class StoreHealthWatcher:
+    """Reports NOT_SERVING while the store is unreachable, SERVING when it is back.
+
+    grpc.health.v1 (overall "" and each service) follows the store without a
+    restart, so load balancers route around a replica that lost its database.
+    """
+
+    def __init__(
+        self, container: Container, servicer: health.HealthServicer, interval: float
+    ) -> None:
+        self._container = container
+        self._health = servicer
+        self._interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="store-health", daemon=True)
+        self.serving: bool | None = None
+
+    def check_once(self) -> bool:
+        try:
+            self._container.store.ping()
+            ok = True
+        except StoreUnavailable as exc:
+            ok = False
+            if self.serving is not False:
+                log.warning("store unreachable; health NOT_SERVING: %s", exc.__cause__ or exc)
+        if ok and self.serving is False:
+            log.info("store reachable again; health SERVING")
+        if not self._stop.is_set():
+            self._set(
+                health_pb2.HealthCheckResponse.SERVING
+                if ok
+                else health_pb2.HealthCheckResponse.NOT_SERVING
+            )
+        self.serving = ok
+        return ok
+
+    def _set(self, status: int) -> None:
+        for name in ("", *SERVICE_NAMES):
+            self._health.set(name, status)
+
+    def start(self) -> None:
+        self.check_once()
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            self.check_once()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=self._interval + 5)
+
+
+@dataclass
+class GrpcServer:
+    server: grpc.Server
+    port: int
+    health: health.HealthServicer
+    watcher: StoreHealthWatcher
+    _stopped: threading.Event = field(default_factory=threading.Event)
+
+    def stop(self, grace: float) -> None:
+        """Graceful stop: NOT_SERVING first, then let in-flight calls finish."""
+        if self._stopped.is_set():
+            return
+        self._stopped.set()
+        self.watcher.stop()
+        self.health.enter_graceful_shutdown()
+        self.server.stop(grace).wait()
+
+
+def create_server(
+    container: Container,
+    host: str,
+    port: int,
+    *,
+    hooks: tuple[ServicerHook, ...] = (),
+    workers: int = 8,
+    health_interval: float = 2.0,
+) -> GrpcServer:
+    """Build and start the server; port 0 binds a free port (returned)."""
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="grpc"),
+        options=[("grpc.so_reuseport", 0)],
+    )
+    organization_service_pb2_grpc.add_OrganizationServiceServicer_to_server(
+        OrganizationServicer(container), server
+    )
+    application_service_pb2_grpc.add_ApplicationServiceServicer_to_server(
+        ApplicationServicer(container), server
+    )
+    audit_service_pb2_grpc.add_AuditServiceServicer_to_server(AuditServicer(container), server)
+    for hook in hooks:
+        hook(server, container)
+
+    health_servicer = health.HealthServicer(
+        experimental_non_blocking=True,
+        experimental_thread_pool=futures.ThreadPoolExecutor(max_workers=1),
+    )
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+    )
+    bound = server.add_insecure_port(f"{host}:{port}")
+    if bound == 0:
+        raise OSError(f"cannot bind gRPC to {host}:{port}")
+    watcher = StoreHealthWatcher(container, health_servicer, health_interval)
+    server.start()
+    watcher.start()
+    return GrpcServer(server=server, port=bound, health=health_servicer, watcher=watcher)

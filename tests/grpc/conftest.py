@@ -1,0 +1,81 @@
+"""A real gRPC server on port 0 over a real store, and stubs to call it."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+from grpc_health.v1 import health_pb2_grpc
+
+import grpc
+from m2mauth.app import Container, build_container
+from m2mauth.config import Settings
+from m2mauth.core.interfaces import Store
+from m2mauth.grpc.server import GrpcServer, create_server
+from m2mauth.v1 import (
+    application_service_pb2_grpc,
+    audit_service_pb2_grpc,
+    key_service_pb2_grpc,
+    organization_service_pb2_grpc,
+    token_service_pb2_grpc,
+)
+
+
+@dataclass
+class Stubs:
+    orgs: organization_service_pb2_grpc.OrganizationServiceStub
+    apps: application_service_pb2_grpc.ApplicationServiceStub
+    audit: audit_service_pb2_grpc.AuditServiceStub
+    tokens: token_service_pb2_grpc.TokenServiceStub
+    keys: key_service_pb2_grpc.KeyServiceStub
+    health: health_pb2_grpc.HealthStub
+
+
+def bearer(key: str) -> list[tuple[str, str]]:
+    return [("authorization", f"Bearer {key}")]
+
+
+def make_stubs(channel: grpc.Channel) -> Stubs:
+    return Stubs(
+        orgs=organization_service_pb2_grpc.OrganizationServiceStub(channel),
+        apps=application_service_pb2_grpc.ApplicationServiceStub(channel),
+        audit=audit_service_pb2_grpc.AuditServiceStub(channel),
+        tokens=token_service_pb2_grpc.TokenServiceStub(channel),
+        keys=key_service_pb2_grpc.KeyServiceStub(channel),
+        health=health_pb2_grpc.HealthStub(channel),
+    )
+
+
+def test_settings(**overrides: object) -> Settings:
+    base = Settings(database_url="unused", root_key="unused", http_port=8080)
+    return Settings(**{**base.__dict__, **overrides}).with_defaults()  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def container(store: Store) -> Container:
+    return build_container(test_settings(), store, secrets.token_bytes(32))
+
+
+def start_server(container: Container) -> GrpcServer:
+    return create_server(container, "127.0.0.1", 0, workers=4, health_interval=0.1)
+
+
+@pytest.fixture
+def server(container: Container) -> Iterator[GrpcServer]:
+    srv = start_server(container)
+    yield srv
+    srv.stop(0)
+
+
+@pytest.fixture
+def stubs(server: GrpcServer) -> Iterator[Stubs]:
+    with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        yield make_stubs(channel)
+
+
+@pytest.fixture
+def admin_key(container: Container) -> str:
+    """An environment admin key."""
+    return container.admin_keys.create(None)[1]

@@ -1,0 +1,36 @@
+"""Reading google.rpc.Status details back from a failed call, as clients do."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+
+import grpc
+
+
+@dataclass
+class RichError:
+    code: grpc.StatusCode
+    message: str
+    reason: str
+    domain: str
+    fields: list[str]
+
+
+def rich_error(err: grpc.RpcError) -> RichError:
+    status = rpc_status.from_call(err)  # type: ignore[arg-type]
+    assert status is not None, f"no rich status on {err!r}"
+    reason = domain = ""
+    fields: list[str] = []
+    for detail in status.details:
+        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            detail.Unpack(info)
+            reason, domain = info.reason, info.domain
+        elif detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            bad = error_details_pb2.BadRequest()
+            detail.Unpack(bad)
+            fields += [v.field for v in bad.field_violations]
+    return RichError(err.code(), status.message, reason, domain, fields)  # type: ignore[attr-defined]
