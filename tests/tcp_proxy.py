@@ -55,6 +55,10 @@ class TcpProxy:
     def cut(self) -> None:
         """Stop listening and kill every open connection: the database is 'down'."""
         if self._listener is not None:
+            # close() alone does not wake a thread blocked in accept(), which would
+            # go on accepting; shutdown() does (Linux: accept fails with EINVAL).
+            with contextlib.suppress(OSError):
+                self._listener.shutdown(socket.SHUT_RDWR)
             self._listener.close()
             self._listener = None
         with self._lock:

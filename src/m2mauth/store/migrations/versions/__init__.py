@@ -1,0 +1,1 @@
+"""Migration scripts, oldest first: the store's one schema history."""

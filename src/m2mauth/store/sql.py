@@ -1,0 +1,445 @@
+"""The SQL store: core.interfaces.Store on SQLite or PostgreSQL via SQLAlchemy Core.
+
+The invariant this module exists to keep: a failure of the database is raised
+as StoreUnavailable, never returned as "absent" or "false", and a unit of work
+is one transaction, so nothing is ever half written.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any, TypeVar
+
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Executable,
+    PrimaryKeyConstraint,
+    Row,
+    UniqueConstraint,
+    bindparam,
+    case,
+    delete,
+    false,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.dialects import postgresql, sqlite
+
+from m2mauth.core.errors import AlreadyExists, StoreUnavailable
+from m2mauth.core.interfaces import UnitOfWork
+from m2mauth.core.models import (
+    AdminKey,
+    Application,
+    AuditEvent,
+    AuditFilter,
+    ClientSecret,
+    Organization,
+    RevokedToken,
+    SecretUsage,
+    SigningKey,
+    TokenState,
+)
+from m2mauth.store import schema
+from m2mauth.store.engine import READ_ONLY, create_store_engine
+from m2mauth.store.tables import (
+    UtcDateTime,
+    admin_keys,
+    applications,
+    audit_events,
+    client_secrets,
+    metadata,
+    organizations,
+    revoked_tokens,
+    signing_keys,
+)
+
+# pg_advisory_xact_lock key of lock_signing_keys: any constant no other code of
+# ours uses (schema.MIGRATION_LOCK_KEY is the only other one).
+SIGNING_KEYS_LOCK_KEY = 0x6D326D_6B657973  # "m2m" "keys"
+
+# The resource named in AlreadyExists, per table.
+RESOURCES = {
+    organizations.name: "organization",
+    applications.name: "application",
+    client_secrets.name: "client_secret",
+    admin_keys.name: "admin_key",
+    signing_keys.name: "signing_key",
+    revoked_tokens.name: "revoked_token",
+    audit_events.name: "audit_event",
+}
+
+R = TypeVar("R")
+
+
+def _unique_constraints() -> dict[str, tuple[str, str]]:
+    """(resource, field) of every unique constraint, by the keys drivers report.
+
+    PostgreSQL reports the constraint name (from the naming convention in
+    tables.py); SQLite reports "table.column[, table.column]".
+    """
+    found: dict[str, tuple[str, str]] = {}
+    for table in metadata.tables.values():
+        for constraint in table.constraints:
+            if isinstance(constraint, UniqueConstraint | PrimaryKeyConstraint):
+                columns = [column.name for column in constraint.columns]
+                meaning = (RESOURCES[table.name], ", ".join(columns))
+                found[str(constraint.name)] = meaning
+                found[", ".join(f"{table.name}.{column}" for column in columns)] = meaning
+    return found
+
+
+_UNIQUE_CONSTRAINTS = _unique_constraints()
+
+
+def _unique_violation(exc: sa_exc.IntegrityError) -> tuple[str, str] | None:
+    """The (resource, field) a unique violation is about; None for other violations."""
+    diag = getattr(exc.orig, "diag", None)  # psycopg
+    constraint = getattr(diag, "constraint_name", None)
+    if constraint is not None:
+        return _UNIQUE_CONSTRAINTS.get(constraint)
+    _, marker, columns = str(exc.orig).partition("UNIQUE constraint failed: ")  # sqlite3
+    return _UNIQUE_CONSTRAINTS.get(columns.strip()) if marker else None
+
+
+@contextmanager
+def _store_errors() -> Iterator[None]:
+    """Translate database failures into the core's errors.
+
+    Unique violations become AlreadyExists. Any other driver error (cannot
+    connect, connection lost, database locked, disk full, not a database...)
+    and an exhausted pool become StoreUnavailable, so that no caller can read
+    a failure as "not found". Other integrity errors (a foreign key or NOT
+    NULL violation) are bugs or races the core must not hide: they propagate.
+    """
+    try:
+        yield
+    except sa_exc.IntegrityError as exc:
+        unique = _unique_violation(exc)
+        if unique is None:
+            raise
+        raise AlreadyExists(*unique) from exc
+    except (sa_exc.DBAPIError, sa_exc.TimeoutError) as exc:
+        raise StoreUnavailable() from exc
+
+
+def _unstorable(*keys: str | None) -> bool:
+    """Whether a lookup key can never have been stored.
+
+    PostgreSQL refuses NUL characters in text, even as a query parameter, with
+    an error that would read as "store unavailable". A key containing one
+    (say, a client_id sent by a caller) can only be absent: answer that.
+    """
+    return any(key is not None and "\x00" in key for key in keys)
+
+
+def _values(record: Any) -> dict[str, Any]:
+    """A record's fields as column values (columns are named after the fields)."""
+    return {field.name: getattr(record, field.name) for field in dataclasses.fields(record)}
+
+
+def _record(cls: type[R], row: Row[Any]) -> R:
+    return cls(**row._asdict())
+
+
+class SqlStore:
+    """The store on ``sqlite:///path/to/file.db`` or ``postgresql://user@host/db``.
+
+    Connections are pooled (``pool_size`` per process). The schema is not
+    checked here: the server calls :meth:`check_schema` at start.
+    """
+
+    def __init__(self, url: str, *, pool_size: int = 10) -> None:
+        self._engine = create_store_engine(url, pool_size=pool_size)
+
+    @contextmanager
+    def unit_of_work(self) -> Iterator[UnitOfWork]:
+        """One connection and one transaction: commit on normal exit, else roll back."""
+        with _store_errors(), self._engine.begin() as connection:
+            yield _SqlUnitOfWork(connection)
+
+    def ping(self) -> None:
+        """Raise StoreUnavailable unless the database answers (a read: it never
+        waits for SQLite's writer lock)."""
+        with (
+            _store_errors(),
+            self._engine.connect().execution_options(**{READ_ONLY: True}) as connection,
+        ):
+            connection.exec_driver_sql("SELECT 1").scalar_one()
+
+    def check_schema(self) -> None:
+        """Raise schema.SchemaError unless the database is migrated to this version."""
+        schema.check_schema(self._engine)
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+
+class _SqlUnitOfWork:
+    """core.interfaces.UnitOfWork on one connection inside one transaction.
+
+    An AlreadyExists ends the unit of work: PostgreSQL aborts the transaction
+    on any error, so the caller must let the exception leave the ``with`` block.
+    """
+
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+        self._postgres = connection.dialect.name == "postgresql"
+
+    # --- statement helpers: every statement runs inside _store_errors ---------
+    def _rows(self, statement: Executable) -> Sequence[Row[Any]]:
+        with _store_errors():
+            return self._connection.execute(statement).all()
+
+    def _scalar(self, statement: Executable) -> Any:
+        with _store_errors():
+            return self._connection.execute(statement).scalar_one()
+
+    def _run(
+        self, statement: Executable, parameters: Sequence[Mapping[str, Any]] | None = None
+    ) -> int:
+        """Execute a write; return the number of rows it changed."""
+        with _store_errors():
+            return self._connection.execute(statement, parameters).rowcount
+
+    # --- organizations --------------------------------------------------------
+    def add_organization(self, org: Organization) -> None:
+        self._run(insert(organizations).values(_values(org)))
+
+    def get_organization(self, org_id: str) -> Organization | None:
+        if _unstorable(org_id):
+            return None
+        rows = self._rows(select(organizations).where(organizations.c.id == org_id))
+        return _record(Organization, rows[0]) if rows else None
+
+    def list_organizations(
+        self, *, after_id: str | None, limit: int, only_id: str | None = None
+    ) -> list[Organization]:
+        if _unstorable(after_id, only_id):
+            return []
+        query = select(organizations).order_by(organizations.c.id).limit(limit)
+        if after_id is not None:
+            query = query.where(organizations.c.id > after_id)
+        if only_id is not None:
+            query = query.where(organizations.c.id == only_id)
+        return [_record(Organization, row) for row in self._rows(query)]
+
+    def update_organization(self, org: Organization) -> None:
+        self._run(update(organizations).where(organizations.c.id == org.id).values(_values(org)))
+
+    def delete_organization(self, org_id: str) -> None:
+        # Deleted explicitly, not only by ON DELETE CASCADE, so that a SQLite
+        # connection without the foreign_keys pragma still leaves no orphans.
+        org_apps = select(applications.c.id).where(applications.c.organization_id == org_id)
+        self._run(delete(client_secrets).where(client_secrets.c.application_id.in_(org_apps)))
+        self._run(delete(applications).where(applications.c.organization_id == org_id))
+        self._run(delete(organizations).where(organizations.c.id == org_id))
+
+    def count_applications(self, org_id: str) -> int:
+        if _unstorable(org_id):
+            return 0
+        count: int = self._scalar(
+            select(func.count())
+            .select_from(applications)
+            .where(applications.c.organization_id == org_id)
+        )
+        return count
+
+    # --- applications ---------------------------------------------------------
+    def add_application(self, app: Application) -> None:
+        self._run(insert(applications).values(_values(app)))
+
+    def get_application(self, app_id: str) -> Application | None:
+        if _unstorable(app_id):
+            return None
+        rows = self._rows(select(applications).where(applications.c.id == app_id))
+        return _record(Application, rows[0]) if rows else None
+
+    def get_application_by_client_id(self, client_id: str) -> Application | None:
+        if _unstorable(client_id):
+            return None
+        rows = self._rows(select(applications).where(applications.c.client_id == client_id))
+        return _record(Application, rows[0]) if rows else None
+
+    def list_applications(
+        self, *, organization_id: str | None, after_id: str | None, limit: int
+    ) -> list[Application]:
+        if _unstorable(organization_id, after_id):
+            return []
+        query = select(applications).order_by(applications.c.id).limit(limit)
+        if organization_id is not None:
+            query = query.where(applications.c.organization_id == organization_id)
+        if after_id is not None:
+            query = query.where(applications.c.id > after_id)
+        return [_record(Application, row) for row in self._rows(query)]
+
+    def update_application(self, app: Application) -> None:
+        self._run(update(applications).where(applications.c.id == app.id).values(_values(app)))
+
+    def delete_application(self, app_id: str) -> None:
+        # Secrets explicitly too: see delete_organization.
+        self._run(delete(client_secrets).where(client_secrets.c.application_id == app_id))
+        self._run(delete(applications).where(applications.c.id == app_id))
+
+    # --- client secrets -------------------------------------------------------
+    def add_client_secret(self, secret: ClientSecret) -> None:
+        self._run(insert(client_secrets).values(_values(secret)))
+
+    def list_client_secrets(self, application_id: str) -> list[ClientSecret]:
+        if _unstorable(application_id):
+            return []
+        query = (
+            select(client_secrets)
+            .where(client_secrets.c.application_id == application_id)
+            .order_by(client_secrets.c.id)
+        )
+        return [_record(ClientSecret, row) for row in self._rows(query)]
+
+    def delete_client_secret(self, application_id: str, secret_id: str) -> bool:
+        if _unstorable(application_id, secret_id):
+            return False
+        deleted = self._run(
+            delete(client_secrets).where(
+                client_secrets.c.id == secret_id,
+                client_secrets.c.application_id == application_id,
+            )
+        )
+        return deleted > 0
+
+    def lock_application(self, app_id: str) -> None:
+        # On SQLite every unit of work already holds the writer lock (BEGIN
+        # IMMEDIATE, see engine.py), which serialises far more than one row.
+        if self._postgres:
+            self._rows(
+                select(applications.c.id).where(applications.c.id == app_id).with_for_update()
+            )
+
+    def record_secret_usage(self, usages: Sequence[SecretUsage]) -> None:
+        if not usages:
+            return
+        given = bindparam("given_last_used_at", type_=UtcDateTime())
+        stored = client_secrets.c.last_used_at
+        statement = (
+            update(client_secrets)
+            .where(
+                client_secrets.c.id == bindparam("given_id"),
+                client_secrets.c.application_id == bindparam("given_application_id"),
+            )
+            .values(last_used_at=case((stored.is_(None) | (stored < given), given), else_=stored))
+        )
+        # One executemany; rows in id order, so that two processes flushing at
+        # once lock rows in the same order and cannot deadlock on PostgreSQL.
+        self._run(
+            statement,
+            [
+                {
+                    "given_id": usage.secret_id,
+                    "given_application_id": usage.application_id,
+                    "given_last_used_at": usage.last_used_at,
+                }
+                for usage in sorted(usages, key=lambda u: u.secret_id)
+            ],
+        )
+
+    # --- admin keys -----------------------------------------------------------
+    def add_admin_key(self, key: AdminKey) -> None:
+        self._run(insert(admin_keys).values(_values(key)))
+
+    def get_admin_key_by_hash(self, key_hash: bytes) -> AdminKey | None:
+        rows = self._rows(select(admin_keys).where(admin_keys.c.key_hash == key_hash))
+        return _record(AdminKey, rows[0]) if rows else None
+
+    def count_admin_keys(self) -> int:
+        count: int = self._scalar(select(func.count()).select_from(admin_keys))
+        return count
+
+    # --- audit ----------------------------------------------------------------
+    def add_audit_event(self, event: AuditEvent) -> None:
+        self._run(insert(audit_events).values(_values(event)))
+
+    def list_audit_events(
+        self, flt: AuditFilter, *, before_id: str | None, limit: int
+    ) -> list[AuditEvent]:
+        if _unstorable(flt.organization_id, flt.application_id, before_id):
+            return []
+        conditions: list[ColumnElement[bool]] = []
+        if flt.organization_id is not None:
+            conditions.append(audit_events.c.organization_id == flt.organization_id)
+        if flt.application_id is not None:
+            conditions.append(audit_events.c.application_id == flt.application_id)
+        if flt.start is not None:
+            conditions.append(audit_events.c.time >= flt.start)
+        if flt.end is not None:
+            conditions.append(audit_events.c.time < flt.end)
+        if before_id is not None:
+            conditions.append(audit_events.c.id < before_id)
+        query = (
+            select(audit_events).where(*conditions).order_by(audit_events.c.id.desc()).limit(limit)
+        )
+        return [_record(AuditEvent, row) for row in self._rows(query)]
+
+    # --- signing keys ---------------------------------------------------------
+    def lock_signing_keys(self) -> None:
+        # Transaction-scoped: released by commit or rollback, never leaked. The
+        # reads that follow see what the previous holder committed, because
+        # PostgreSQL's default READ COMMITTED takes a new snapshot per statement.
+        if self._postgres:
+            self._rows(select(func.pg_advisory_xact_lock(SIGNING_KEYS_LOCK_KEY)))
+
+    def list_signing_keys(self) -> list[SigningKey]:
+        query = select(signing_keys).order_by(signing_keys.c.id.desc())
+        return [_record(SigningKey, row) for row in self._rows(query)]
+
+    def add_signing_key(self, key: SigningKey) -> None:
+        self._run(insert(signing_keys).values(_values(key)))
+
+    def update_signing_key(self, key: SigningKey) -> None:
+        self._run(update(signing_keys).where(signing_keys.c.id == key.id).values(_values(key)))
+
+    # --- revocation -----------------------------------------------------------
+    def add_revoked_token(self, revoked: RevokedToken) -> None:
+        dialect_insert = postgresql.insert if self._postgres else sqlite.insert
+        self._run(
+            dialect_insert(revoked_tokens)
+            .values(_values(revoked))
+            .on_conflict_do_nothing(index_elements=[revoked_tokens.c.jti])
+        )
+
+    def is_token_revoked(self, jti: str) -> bool:
+        if _unstorable(jti):
+            return False
+        rows = self._rows(select(revoked_tokens.c.jti).where(revoked_tokens.c.jti == jti))
+        return bool(rows)
+
+    def purge_revoked_tokens(self, expired_before: datetime) -> int:
+        return self._run(delete(revoked_tokens).where(revoked_tokens.c.expires_at < expired_before))
+
+    def get_token_state(self, client_id: str, jti: str) -> TokenState | None:
+        if _unstorable(client_id):
+            return None
+        revoked_match = false() if _unstorable(jti) else revoked_tokens.c.jti == jti
+        query = (
+            select(
+                applications.c.id.label("application_id"),
+                applications.c.organization_id,
+                applications.c.enabled.label("application_enabled"),
+                organizations.c.enabled.label("organization_enabled"),
+                applications.c.tokens_revoked_before.label("application_tokens_revoked_before"),
+                organizations.c.tokens_revoked_before.label("organization_tokens_revoked_before"),
+                revoked_tokens.c.jti.is_not(None).label("jti_revoked"),
+            )
+            .select_from(
+                applications.join(
+                    organizations, applications.c.organization_id == organizations.c.id
+                ).outerjoin(revoked_tokens, revoked_match)
+            )
+            .where(applications.c.client_id == client_id)
+        )
+        rows = self._rows(query)
+        return _record(TokenState, rows[0]) if rows else None
