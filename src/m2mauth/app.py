@@ -20,6 +20,7 @@ from m2mauth.core.root_key import (
     load_or_create_root_key_file,
     parse_root_key,
 )
+from m2mauth.core.tokens import TokenComponents, build_token_components
 
 log = logging.getLogger("m2mauth")
 
@@ -38,6 +39,7 @@ class Container:
     organizations: Organizations
     applications: Applications
     audit: AuditReader
+    tokens: TokenComponents
 
 
 def load_root_key(settings: Settings) -> tuple[bytes, bool]:
@@ -69,4 +71,5 @@ def build_container(
             store, pages, hasher, clock, max_secrets=settings.max_client_secrets
         ),
         audit=AuditReader(store, pages),
+        tokens=build_token_components(settings, store, keys, hasher, clock),
     )

@@ -8,14 +8,13 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import grpc
 import pytest
 from grpc_health.v1 import health_pb2
 
-import grpc
 from m2mauth.v1 import application_service_pb2 as app_pb
 from m2mauth.v1 import organization_service_pb2 as org_pb
 from m2mauth.v1 import resources_pb2 as res
@@ -74,7 +73,7 @@ def stop(served: Served) -> tuple[int, str]:
 
 
 @pytest.fixture
-def workdir(tmp_path: Path) -> Iterator[Path]:
+def workdir(tmp_path: Path) -> Path:
     return tmp_path
 
 

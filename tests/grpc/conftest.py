@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import grpc
 import pytest
 from grpc_health.v1 import health_pb2_grpc
 
-import grpc
 from m2mauth.app import Container, build_container
 from m2mauth.config import Settings
 from m2mauth.core.interfaces import Store
@@ -48,14 +49,17 @@ def make_stubs(channel: grpc.Channel) -> Stubs:
     )
 
 
-def test_settings(**overrides: object) -> Settings:
+def make_settings(**overrides: object) -> Settings:
     base = Settings(database_url="unused", root_key="unused", http_port=8080)
-    return Settings(**{**base.__dict__, **overrides}).with_defaults()  # type: ignore[arg-type]
+    return dataclasses.replace(base, **overrides).with_defaults()  # type: ignore[arg-type]
 
 
 @pytest.fixture
-def container(store: Store) -> Container:
-    return build_container(test_settings(), store, secrets.token_bytes(32))
+def container(store: Store) -> Iterator[Container]:
+    built = build_container(make_settings(), store, secrets.token_bytes(32))
+    built.tokens.start()
+    yield built
+    built.tokens.close()
 
 
 def start_server(container: Container) -> GrpcServer:

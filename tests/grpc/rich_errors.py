@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import grpc
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
-
-import grpc
 
 
 @dataclass
@@ -20,7 +19,7 @@ class RichError:
 
 
 def rich_error(err: grpc.RpcError) -> RichError:
-    status = rpc_status.from_call(err)  # type: ignore[arg-type]
+    status = rpc_status.from_call(err)
     assert status is not None, f"no rich status on {err!r}"
     reason = domain = ""
     fields: list[str] = []
@@ -33,4 +32,4 @@ def rich_error(err: grpc.RpcError) -> RichError:
             bad = error_details_pb2.BadRequest()
             detail.Unpack(bad)
             fields += [v.field for v in bad.field_violations]
-    return RichError(err.code(), status.message, reason, domain, fields)  # type: ignore[attr-defined]
+    return RichError(err.code(), status.message, reason, domain, fields)

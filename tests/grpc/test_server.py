@@ -9,21 +9,21 @@ from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+import grpc
 import pytest
 from grpc_health.v1 import health_pb2
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
-from m2mauth.store.schema import migrate
-from m2mauth.store.sql import SqlStore
 
-import grpc
 from m2mauth.app import build_container
 from m2mauth.core.applications import ApplicationFields
 from m2mauth.core.errors import StoreUnavailable
 from m2mauth.core.interfaces import Store, UnitOfWork
 from m2mauth.core.models import Principal
+from m2mauth.store.schema import migrate
+from m2mauth.store.sql import SqlStore
 from m2mauth.v1 import organization_service_pb2 as org_pb
 from m2mauth.v1 import resources_pb2 as res
-from tests.grpc.conftest import Stubs, bearer, make_stubs, start_server, test_settings
+from tests.grpc.conftest import Stubs, bearer, make_settings, make_stubs, start_server
 from tests.grpc.rich_errors import rich_error
 from tests.tcp_proxy import TcpProxy
 
@@ -80,7 +80,7 @@ def proxied_store(postgres_url: str) -> Iterator[tuple[SqlStore, TcpProxy]]:
 
 def test_store_outage_is_unavailable_and_health_follows_it(postgres_url: str) -> None:
     with proxied_store(postgres_url) as (store, proxy):
-        container = build_container(test_settings(), store, secrets.token_bytes(32))
+        container = build_container(make_settings(), store, secrets.token_bytes(32))
         _, key = container.admin_keys.create(None)
         server = start_server(container)
         try:
@@ -139,7 +139,7 @@ class FailingAuditStore:
     @contextmanager
     def unit_of_work(self) -> Iterator[UnitOfWork]:
         with self._inner.unit_of_work() as uow:
-            yield _FailingAudit(uow)  # type: ignore[misc]
+            yield _FailingAudit(uow)
 
     def ping(self) -> None:
         self._inner.ping()
@@ -160,11 +160,11 @@ class _FailingAudit:
 
 
 def test_a_change_whose_audit_event_fails_is_not_written(store: Store) -> None:
-    failing = build_container(test_settings(), FailingAuditStore(store), secrets.token_bytes(32))
+    failing = build_container(make_settings(), FailingAuditStore(store), secrets.token_bytes(32))
     principal = Principal(admin_key_id="ak_test", organization_id=None)
     with pytest.raises(StoreUnavailable):
         failing.organizations.create(principal, "Half", "", None)
-    intact = build_container(test_settings(), store, secrets.token_bytes(32))
+    intact = build_container(make_settings(), store, secrets.token_bytes(32))
     assert intact.organizations.list(principal, 0, "").items == []
 
     org = intact.organizations.create(principal, "Whole", "", None)
@@ -192,11 +192,11 @@ class ExplodingStore(FailingAuditStore):
     @contextmanager
     def unit_of_work(self) -> Iterator[UnitOfWork]:
         with self._inner.unit_of_work() as uow:
-            yield _Exploding(uow)  # type: ignore[misc]
+            yield _Exploding(uow)
 
 
 def test_unexpected_errors_are_internal_without_details(store: Store) -> None:
-    container = build_container(test_settings(), ExplodingStore(store), secrets.token_bytes(32))
+    container = build_container(make_settings(), ExplodingStore(store), secrets.token_bytes(32))
     _, key = container.admin_keys.create(None)
     server = start_server(container)
     try:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
 from concurrent import futures
 from dataclasses import dataclass, field
 
@@ -19,16 +18,20 @@ from grpc_reflection.v1alpha import reflection
 
 from m2mauth.app import Container
 from m2mauth.core.errors import StoreUnavailable
+from m2mauth.grpc.key_servicer import KeyServicer
 from m2mauth.grpc.management import ApplicationServicer, AuditServicer, OrganizationServicer
+from m2mauth.grpc.token_servicer import TokenServicer
 from m2mauth.v1 import (
     application_service_pb2,
     application_service_pb2_grpc,
     audit_service_pb2,
     audit_service_pb2_grpc,
     key_service_pb2,
+    key_service_pb2_grpc,
     organization_service_pb2,
     organization_service_pb2_grpc,
     token_service_pb2,
+    token_service_pb2_grpc,
 )
 
 log = logging.getLogger("m2mauth.server")
@@ -40,9 +43,6 @@ SERVICE_NAMES = (
     application_service_pb2.DESCRIPTOR.services_by_name["ApplicationService"].full_name,
     audit_service_pb2.DESCRIPTOR.services_by_name["AuditService"].full_name,
 )
-
-# Extra servicers (tokens, keys) register themselves through this hook.
-ServicerHook = Callable[[grpc.Server, Container], None]
 
 
 class StoreHealthWatcher:
@@ -122,7 +122,6 @@ def create_server(
     host: str,
     port: int,
     *,
-    hooks: tuple[ServicerHook, ...] = (),
     workers: int = 8,
     health_interval: float = 2.0,
 ) -> GrpcServer:
@@ -138,8 +137,12 @@ def create_server(
         ApplicationServicer(container), server
     )
     audit_service_pb2_grpc.add_AuditServiceServicer_to_server(AuditServicer(container), server)
-    for hook in hooks:
-        hook(server, container)
+    token_service_pb2_grpc.add_TokenServiceServicer_to_server(
+        TokenServicer(container.tokens, container.admin_keys), server
+    )
+    key_service_pb2_grpc.add_KeyServiceServicer_to_server(
+        KeyServicer(container.tokens, container.admin_keys), server
+    )
 
     health_servicer = health.HealthServicer(
         experimental_non_blocking=True,

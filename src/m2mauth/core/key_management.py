@@ -1,0 +1,49 @@
+"""Managing signing keys through the API: list them, rotate them (environment key only)."""
+
+from __future__ import annotations
+
+from m2mauth.core.audit import Page
+from m2mauth.core.errors import InvalidField, PermissionDenied
+from m2mauth.core.models import Principal, SigningKey, SigningKeyState
+from m2mauth.core.pagination import PageTokenCodec, page_size
+from m2mauth.core.signing_keys import ALGORITHMS, SigningKeyRing
+
+
+def _require_environment(principal: Principal, what: str) -> None:
+    if not principal.is_environment:
+        raise PermissionDenied(f"an organization-scoped admin key cannot {what}")
+
+
+class SigningKeyAdmin:
+    def __init__(self, ring: SigningKeyRing, pages: PageTokenCodec) -> None:
+        self._ring = ring
+        self._pages = pages
+
+    def list(
+        self, principal: Principal, requested_page_size: int, token: str, show_retired: bool
+    ) -> Page[SigningKey]:
+        """Newest first (AIP-158 pages; the token carries the last id shown)."""
+        _require_environment(principal, "list signing keys")
+        limit = page_size(requested_page_size)
+        filters = {"retired": "1" if show_retired else "0"}
+        before = self._pages.decode("signing_keys", token, filters)
+        # Few keys exist (two live ones plus those rotated out), so listing
+        # them all and paging in memory is simpler than a keyset query.
+        rows = [
+            k
+            for k in self._ring.list_keys()
+            if (show_retired or k.state is not SigningKeyState.RETIRED)
+            and (before is None or k.id < before)
+        ]
+        items = rows[:limit]
+        next_token = (
+            self._pages.encode("signing_keys", items[-1].id, filters) if len(rows) > limit else ""
+        )
+        return Page(items, next_token)
+
+    def rotate(self, principal: Principal, algorithm: str | None) -> tuple[SigningKey, SigningKey]:
+        """Promote NEXT now; (current, next). See SigningKeyRing.rotate for the caveat."""
+        _require_environment(principal, "rotate signing keys")
+        if algorithm is not None and algorithm not in ALGORITHMS:
+            raise InvalidField("algorithm", f"must be one of {', '.join(ALGORITHMS)}")
+        return self._ring.rotate(algorithm, actor=principal.admin_key_id)

@@ -1,0 +1,268 @@
+"""Introspect (RFC 7662): active answers, every inactive case, who may see what."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from m2mauth.core import errors, ids
+from m2mauth.core.applications import ApplicationFields
+from m2mauth.core.client_auth import AuthenticatedClient
+from m2mauth.core.interfaces import Store
+from m2mauth.core.introspection import Introspector
+from m2mauth.core.models import AuditFilter, Principal
+from tests.unit.conftest import AUDIENCE, ENV, ISSUER, Client, CountingStore, TokenWorld
+
+INACTIVE = {"active": False}
+
+
+def as_caller(world: TokenWorld, c: Client) -> AuthenticatedClient:
+    return world.components.authenticate_client(c.client_id, c.secret)
+
+
+def forge(world: TokenWorld, claims: dict[str, Any], **header: Any) -> str:
+    """A token signed with the server's CURRENT key but with chosen contents."""
+    kid, alg, key = world.components.ring.current_signer()
+    headers = {"typ": "at+jwt", "kid": kid, **header}
+    return jwt.encode(claims, key, algorithm=alg, headers=headers)
+
+
+def test_active_token_answer(world: TokenWorld) -> None:
+    c = world.client(scopes=("read", "write"))
+    issued = world.issue(c, scope="read")
+    claims = issued.claims
+    expected = {
+        "active": True,
+        "scope": "read",
+        "client_id": c.client_id,
+        "token_type": "Bearer",
+        "exp": claims["exp"],
+        "iat": claims["iat"],
+        "sub": c.client_id,
+        "aud": [AUDIENCE],
+        "iss": ISSUER,
+        "jti": claims["jti"],
+        "org_id": c.org.id,
+    }
+    assert world.components.introspect(issued.access_token, ENV) == expected
+    assert world.components.introspect(issued.access_token, as_caller(world, c)) == expected
+    org_admin = Principal(admin_key_id="ak_org", organization_id=c.org.id)
+    assert world.components.introspect(issued.access_token, org_admin) == expected
+
+
+def test_expiry_with_leeway(world: TokenWorld) -> None:
+    c = world.client()
+    token = world.issue(c).access_token
+    world.clock.advance(600 + 30 - 1)  # exp + leeway - 1
+    assert world.components.introspect(token, ENV)["active"] is True
+    world.clock.advance(1)
+    assert world.components.introspect(token, ENV) == INACTIVE
+
+
+def test_iat_in_the_future_beyond_leeway_is_inactive(world: TokenWorld) -> None:
+    c = world.client()
+    now = int(world.clock().timestamp())
+    base = {
+        "iss": ISSUER,
+        "sub": c.client_id,
+        "aud": AUDIENCE,
+        "client_id": c.client_id,
+        "org_id": c.org.id,
+        "jti": ids.new_id(ids.TOKEN),
+    }
+    within = forge(world, {**base, "iat": now + 30, "exp": now + 600})
+    beyond = forge(world, {**base, "iat": now + 31, "exp": now + 600})
+    assert world.components.introspect(within, ENV)["active"] is True
+    assert world.components.introspect(beyond, ENV) == INACTIVE
+
+
+def _mutations(world: TokenWorld, c: Client) -> dict[str, str]:
+    """Tokens that must be inactive, each wrong in one way."""
+    good = world.issue(c)
+    claims = dict(good.claims)
+    head, body, sig = good.access_token.split(".")
+    other_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    kid, alg, _ = world.components.ring.current_signer()
+    public_pem = (
+        world.components.ring.verification_key(kid)
+        .key.public_bytes(  # type: ignore[union-attr]
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        .decode()
+    )
+
+    def b64(data: dict[str, Any]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+
+    def hs256(secret: bytes) -> str:
+        signing_input = f"{b64({'alg': 'HS256', 'typ': 'at+jwt', 'kid': kid})}.{body}"
+        mac = hmac.new(secret, signing_input.encode(), hashlib.sha256).digest()
+        return f"{signing_input}.{base64.urlsafe_b64encode(mac).rstrip(b'=').decode()}"
+
+    without: Callable[[str], dict[str, Any]] = lambda name: {  # noqa: E731
+        k: v for k, v in claims.items() if k != name
+    }
+    return {
+        "empty": "",
+        "garbage": "not a token",
+        "two parts": f"{head}.{body}",
+        "oversized": good.access_token + "A" * 9000,
+        "bad signature": f"{head}.{body}.{sig[:-4]}AAAA",
+        "payload swapped": f"{head}.{b64({**claims, 'client_id': 'client_x'})}.{sig}",
+        "alg none": f"{b64({'alg': 'none', 'typ': 'at+jwt', 'kid': kid})}.{body}.",
+        "HS256 with the public key as secret": hs256(public_pem.encode()),
+        "another key, our kid": jwt.encode(
+            claims, other_key, algorithm="RS256", headers={"typ": "at+jwt", "kid": kid}
+        ),
+        "unknown kid": forge(world, claims, kid="key_" + "0" * 26),
+        "no kid": jwt.encode(
+            claims,
+            world.components.ring.current_signer()[2],
+            algorithm=alg,
+            headers={"typ": "at+jwt"},
+        ),
+        "typ JWT": forge(world, claims, typ="JWT"),
+        "no typ": forge(world, claims, typ=None),
+        "wrong issuer": forge(world, {**claims, "iss": ISSUER + "/"}),
+        "no exp": forge(world, without("exp")),
+        "no jti": forge(world, without("jti")),
+        "no org_id": forge(world, without("org_id")),
+        "no client_id": forge(world, without("client_id")),
+        "string exp": forge(world, {**claims, "exp": str(claims["exp"])}),
+        "bool iat": forge(world, {**claims, "iat": True}),
+        "numeric jti": forge(world, {**claims, "jti": 5}),
+        "wrong org_id": forge(world, {**claims, "org_id": world.org().id}),
+        "unknown client_id": forge(world, {**claims, "client_id": ids.new_id(ids.CLIENT)}),
+    }
+
+
+def test_every_bad_token_is_exactly_inactive(world: TokenWorld) -> None:
+    c = world.client()
+    for name, token in _mutations(world, c).items():
+        assert world.components.introspect(token, ENV) == INACTIVE, name
+
+
+def test_state_that_makes_a_token_inactive(world: TokenWorld) -> None:
+    def fresh() -> tuple[Client, str]:
+        c = world.client()
+        return c, world.issue(c).access_token
+
+    cases: dict[str, str] = {}
+    c, cases["application disabled"] = fresh()
+    world.apps.update(ENV, c.app.id, ["enabled"], ApplicationFields(enabled=False))
+    c, cases["organization disabled"] = fresh()
+    world.orgs.update(ENV, c.org.id, ["enabled"], "", "", False)
+    c, cases["application deleted"] = fresh()
+    world.apps.delete(ENV, c.app.id)
+    c, cases["organization deleted"] = fresh()
+    world.orgs.delete(ENV, c.org.id, force=True)
+    c, cases["revoked"] = fresh()
+    world.components.revoke(cases["revoked"], ENV)
+    c, cases["application kill switch"] = fresh()
+    world.apps.revoke_tokens(ENV, c.app.id)
+    c, cases["organization kill switch"] = fresh()
+    world.orgs.revoke_tokens(ENV, c.org.id)
+    for name, token in cases.items():
+        assert world.components.introspect(token, ENV) == INACTIVE, name
+
+
+def test_kill_switch_spares_tokens_issued_after_it(world: TokenWorld) -> None:
+    org = world.org()
+    c = world.client(org)
+    d = world.client(org)
+    before = world.issue(c).access_token
+    other_app = world.issue(d).access_token
+    world.apps.revoke_tokens(ENV, c.app.id)
+    world.clock.advance(1)
+    after = world.issue(c).access_token
+    assert world.components.introspect(before, ENV) == INACTIVE
+    assert world.components.introspect(after, ENV)["active"] is True
+    assert world.components.introspect(other_app, ENV)["active"] is True
+    world.orgs.revoke_tokens(ENV, org.id)
+    assert world.components.introspect(after, ENV) == INACTIVE
+    assert world.components.introspect(other_app, ENV) == INACTIVE
+    world.clock.advance(1)
+    assert world.components.introspect(world.issue(d).access_token, ENV)["active"] is True
+
+
+def test_retired_key_tokens_are_inactive(world: TokenWorld) -> None:
+    c = world.client()
+    token = world.issue(c).access_token
+    ring = world.components.ring
+    ring.rotate()
+    assert world.components.introspect(token, ENV)["active"] is True
+    world.clock.advance(3600 + 30 + 30)
+    ring.maintenance()
+    assert world.components.introspect(token, ENV) == INACTIVE
+
+
+def test_an_application_sees_only_its_own_tokens(world: TokenWorld) -> None:
+    org = world.org()
+    mine = world.client(org)
+    theirs = world.client(org)
+    token = world.issue(theirs).access_token
+    assert world.components.introspect(token, as_caller(world, mine)) == INACTIVE
+    assert world.components.introspect(token, as_caller(world, theirs))["active"] is True
+
+
+def test_an_organization_key_sees_only_its_organization(world: TokenWorld) -> None:
+    c = world.client()
+    token = world.issue(c).access_token
+    other = Principal(admin_key_id="ak_other", organization_id=world.org().id)
+    assert world.components.introspect(token, other) == INACTIVE
+
+
+def test_bad_caller_credentials_are_invalid_client(world: TokenWorld) -> None:
+    c = world.client()
+    with pytest.raises(errors.InvalidClient):
+        world.components.authenticate_client(c.client_id, "wrong")
+    world.components.flush()
+    with world.store.unit_of_work() as uow:
+        actions = [
+            e.action for e in uow.list_audit_events(AuditFilter(), before_id=None, limit=100)
+        ]
+    assert "token.introspect_failed" in actions
+
+
+def test_a_store_failure_is_unavailable_never_inactive(
+    world: TokenWorld, dead_store: Store
+) -> None:
+    c = world.client()
+    token = world.issue(c).access_token
+    world.components.revoke(token, ENV)
+    introspector = Introspector(
+        dead_store, world.components.ring, world.clock, issuer=ISSUER, leeway_seconds=30
+    )
+    with pytest.raises(errors.StoreUnavailable):
+        introspector.introspect(token, ENV)
+    with pytest.raises(errors.StoreUnavailable):
+        introspector.introspect(world.issue(c).access_token, ENV)
+
+
+def test_one_store_read_per_introspection(world: TokenWorld) -> None:
+    counting = CountingStore(world.store)
+    introspector = Introspector(
+        counting, world.components.ring, world.clock, issuer=ISSUER, leeway_seconds=30
+    )
+    c = world.client()
+    token = world.issue(c).access_token
+    for _ in range(5):
+        assert introspector.introspect(token, ENV)["active"] is True
+    assert counting.opened == 5
+    # Invalid tokens cost no read at all.
+    introspector.introspect("garbage", ENV)
+    introspector.introspect(token[:-3] + "AAA", ENV)
+    assert counting.opened == 5
+    world.clock.advance(timedelta(hours=2).total_seconds())
+    introspector.introspect(token, ENV)
+    assert counting.opened == 5
