@@ -1,4 +1,10 @@
-"""The ``m2mauth`` command: run the server and its local bootstrap commands."""
+"""The ``m2mauth`` command: the server, its local bootstrap commands, and the admin client.
+
+``serve``, ``migrate`` and ``admin-key create`` work on the local database. Every
+other command is a gRPC client of a running server, like any other client: it
+imports grpc and the generated stubs only when it runs (see ``cli_support``),
+so ``m2mauth --help`` stays fast.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +12,26 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
 from m2mauth import logs
+from m2mauth.cli_support.failure import ClientCommand, ClientGroup, usage_failure
+from m2mauth.cli_support.options import (
+    DURATION,
+    TIME_AGO,
+    TIME_AHEAD,
+    ClientCredentials,
+    Connection,
+    Output,
+    client_credential_options,
+    connection_options,
+    limit_option,
+    output_options,
+)
 from m2mauth.config import SETTINGS, Settings
 from m2mauth.core.errors import DomainError
 
@@ -20,7 +40,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 LOCAL_SETTINGS = ("database_url", "root_key", "root_key_file")
 
 
-def settings_options(names: tuple[str, ...] | None = None) -> Callable[[F], F]:
+def settings_options(names: tuple[str, ...] | None = None, *, dev: bool = True) -> Callable[[F], F]:
     """Add one click option per setting (flag + M2MAUTH_* env var) from config.SETTINGS."""
 
     def decorate(func: F) -> F:
@@ -36,6 +56,8 @@ def settings_options(names: tuple[str, ...] | None = None) -> Callable[[F], F]:
                 show_default=setting.default not in ("", None),
                 help=setting.help,
             )(func)
+        if not dev:
+            return func
         return click.option(
             "--dev",
             is_flag=True,
@@ -77,6 +99,18 @@ def main() -> None:
       m2mauth serve --dev                     # embedded SQLite under ./var
       m2mauth migrate --database-url postgresql://m2m@db/m2mauth
       m2mauth admin-key create --organization org_01J...
+
+    \b
+    The other commands are clients of a running server (M2MAUTH_SERVER,
+    default 127.0.0.1:50051) and use the admin key in M2MAUTH_ADMIN_KEY:
+      ORG=$(m2mauth orgs create --name Acme -q)
+      APP=$(m2mauth apps create --org "$ORG" --name billing --scope invoices:read -q)
+      m2mauth secrets create "$APP"           # the secret, shown only once
+      m2mauth apps list -o json               # JSON for scripts
+
+    \b
+    Exit codes: 0 ok, 1 the server answered with an error, 2 usage error,
+    3 the server could not be reached.
     """
 
 
@@ -156,7 +190,7 @@ def _prepare_sqlite_dir(settings: Settings) -> None:
 @main.command()
 @settings_options()
 def serve(**options: Any) -> None:
-    """Run the gRPC server.
+    """Run the gRPC server and the OAuth HTTP endpoints.
 
     \b
     Examples:
@@ -177,6 +211,931 @@ def serve(**options: Any) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     sys.exit(run(settings, stop, echo=click.echo))
+
+
+@main.command("serve-http")
+@click.option(
+    "--upstream",
+    required=True,
+    envvar="M2MAUTH_UPSTREAM",
+    show_envvar=True,
+    help="host:port of an m2mauth gRPC server whose TokenService answers.",
+)
+@settings_options(
+    ("http_host", "http_port", "issuer", "grace_period_seconds", "log_level", "log_format"),
+    dev=False,
+)
+def serve_http(upstream: str, **options: Any) -> None:
+    """Run only the OAuth HTTP endpoints, as a gRPC client of another server.
+
+    For an edge host that must hold no database credentials and no private
+    keys. --issuer is the public URL partners use (it is only what the
+    discovery document advertises: tokens carry the upstream's issuer).
+
+    \b
+    Example:
+      m2mauth serve-http --upstream auth-core.internal:50051 \\
+        --http-host 0.0.0.0 --issuer https://auth.example.com
+    """
+    from m2mauth.serve import run_http_edge
+
+    settings = Settings(**options)
+    logs.configure(settings.log_level, settings.log_format)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    sys.exit(
+        run_http_edge(
+            upstream,
+            settings.http_host,
+            settings.http_port,
+            settings.issuer,
+            stop,
+            echo=click.echo,
+            grace=settings.grace_period_seconds,
+        )
+    )
+
+
+# --- The admin client: every command below is a gRPC client of a running server. ---
+
+ORG_COLUMNS = (
+    ("ID", "id"),
+    ("NAME", "name"),
+    ("EXTERNAL ID", "external_id"),
+    ("ENABLED", "enabled"),
+    ("CREATED", "create_time"),
+)
+APP_COLUMNS = (
+    ("ID", "id"),
+    ("CLIENT ID", "client_id"),
+    ("ORGANIZATION", "organization_id"),
+    ("NAME", "name"),
+    ("SCOPES", "scopes"),
+    ("ENABLED", "enabled"),
+    ("CREATED", "create_time"),
+)
+SECRET_COLUMNS = (
+    ("ID", "id"),
+    ("HINT", "secret_hint"),
+    ("CREATED", "create_time"),
+    ("LAST USED", "last_used_time"),
+    ("EXPIRES", "expire_time"),
+)
+KEY_COLUMNS = (
+    ("ID", "id"),
+    ("ALGORITHM", "algorithm"),
+    ("STATE", "state"),
+    ("CREATED", "create_time"),
+    ("ACTIVATED", "activate_time"),
+    ("DEACTIVATED", "deactivate_time"),
+    ("RETIRES", "retire_time"),
+)
+AUDIT_COLUMNS = (
+    ("TIME", "time"),
+    ("ACTOR", "actor"),
+    ("ACTION", "action"),
+    ("ORGANIZATION", "organization_id"),
+    ("APPLICATION", "application_id"),
+    ("TARGET", "target"),
+    ("DETAILS", "details"),
+)
+
+enable_option = click.option(
+    "--enable/--disable",
+    "enabled",
+    default=None,
+    help="While disabled, it gets no tokens and its tokens introspect as inactive "
+    "(new ones start enabled).",
+)
+
+
+def _echo_done(out: Output, message: str, reply: Any) -> None:
+    """A confirmation line for people, or the reply's JSON for scripts."""
+    from m2mauth.cli_support.output import echo_json, to_dict
+
+    if out.format == "json":
+        echo_json(to_dict(reply))
+    else:
+        click.echo(message)
+
+
+def _revoke_time_text(reply: Any) -> str:
+    from m2mauth.cli_support.output import field_text
+
+    return field_text(reply, "revoke_time")
+
+
+# --- organizations ---------------------------------------------------------
+
+
+@main.group(cls=ClientGroup)
+def orgs() -> None:
+    """Manage organizations: the platform's customers and partners.
+
+    \b
+    Example:
+      m2mauth orgs create --name Acme --external-id acme-42
+    """
+
+
+@orgs.command("create")
+@click.option("--name", required=True, help="Display name, 1 to 200 characters.")
+@click.option("--external-id", help="Its id in your own system; unique.")
+@enable_option
+@output_options(field=True, quiet="Print only the new organization's id.")
+@connection_options()
+def orgs_create(
+    name: str, external_id: str | None, enabled: bool | None, out: Output, conn: Connection
+) -> None:
+    """Create an organization (environment admin key).
+
+    \b
+    Examples:
+      m2mauth orgs create --name Acme --external-id acme-42
+      ORG=$(m2mauth orgs create --name Acme -q)
+    """
+    from m2mauth.cli_support.channel import open_session
+    from m2mauth.cli_support.output import show_one
+    from m2mauth.v1 import organization_service_pb2 as org_pb
+    from m2mauth.v1 import resources_pb2 as res
+
+    org = res.Organization(name=name, external_id=external_id or "", enabled=enabled)
+    with open_session(conn) as s:
+        reply = s.call(
+            s.orgs.CreateOrganization, org_pb.CreateOrganizationRequest(organization=org)
+        )
+    if out.quiet:
+        click.echo(reply.organization.id)
+    else:
+        show_one(out, reply.organization)
+
+
+@orgs.command("get")
+@click.argument("org_id", metavar="ORG")
+@output_options(field=True)
+@connection_options()
+def orgs_get(org_id: str, out: Output, conn: Connection) -> None:
+    """Show one organization.
+
+    \b
+    Example:
+      m2mauth orgs get org_01J... -o json
+    """
+    from m2mauth.cli_support.channel import open_session
+    from m2mauth.cli_support.output import show_one
+    from m2mauth.v1 import organization_service_pb2 as org_pb
+
+    with open_session(conn) as s:
+        reply = s.call(s.orgs.GetOrganization, org_pb.GetOrganizationRequest(id=org_id))
+    show_one(out, reply.organization)
+
+
+@orgs.command("list")
+@limit_option
+@output_options()
+@connection_options()
+def orgs_list(limit: int | None, out: Output, conn: Connection) -> None:
+    """List organizations, oldest first.
+
+    \b
+    Examples:
+      m2mauth orgs list
+      m2mauth orgs list --limit 10 -o json
+    """
+    from m2mauth.cli_support.channel import open_session
+    from m2mauth.cli_support.output import show_list
+    from m2mauth.v1 import organization_service_pb2 as org_pb
+
+    with open_session(conn) as s:
+        found = s.collect(
+            s.orgs.ListOrganizations, org_pb.ListOrganizationsRequest(), "organizations", limit
+        )
+    show_list(out, found, ORG_COLUMNS, "organizations")
+
+
+@orgs.command("update")
+@click.argument("org_id", metavar="ORG")
+@click.option("--name", help="New display name.")
+@click.option("--external-id", help="New external id; an empty string clears it.")
+@enable_option
+@output_options(field=True)
+@connection_options()
+def orgs_update(
+    org_id: str,
+    name: str | None,
+    external_id: str | None,
+    enabled: bool | None,
+    out: Output,
+    conn: Connection,
+) -> None:
+    """Change an organization: only the fields given (environment admin key).
+
+    \b
+    Examples:
+      m2mauth orgs update org_01J... --name "Acme Inc."
+      m2mauth orgs update org_01J... --disable     # its apps get no tokens
+    """
+    from google.protobuf.field_mask_pb2 import FieldMask
+
+    from m2mauth.cli_support.channel import open_session
+    from m2mauth.cli_support.output import show_one
+    from m2mauth.v1 import organization_service_pb2 as org_pb
+    from m2mauth.v1 import resources_pb2 as res
+
+    org = res.Organization(id=org_id)
+    paths = []
+    if name is not None:
+        org.name = name
+        paths.append("name")
+    if external_id is not None:
+        org.external_id = external_id
+        paths.append("external_id")
+    if enabled is not None:
+        org.enabled = enabled
+        paths.append("enabled")
+    if not paths:
+        raise usage_failure("nothing to update: pass --name, --external-id, --enable or --disable")
+    request = org_pb.UpdateOrganizationRequest(organization=org, update_mask=FieldMask(paths=paths))
+    with open_session(conn) as s:
+        reply = s.call(s.orgs.UpdateOrganization, request)
+    show_one(out, reply.organization)
+
+
+@orgs.command("delete")
+@click.argument("org_id", metavar="ORG")
+@click.option("--force", is_flag=True, help="Also delete its applications and their secrets.")
+@output_options()
+@connection_options()
+def orgs_delete(org_id: str, force: bool, out: Output, conn: Connection) -> None:
+    """Delete an organization (environment admin key).
+
+    Without --force, an organization that still has applications is not
+    deleted.
+
+    \b
+    Example:
+      m2mauth orgs delete org_01J... --force
+    """
+    from m2mauth.cli_support.channel import open_session
+    from m2mauth.v1 import organization_service_pb2 as org_pb
+
+    with open_session(conn) as s:
+        reply = s.call(
+            s.orgs.DeleteOrganization, org_pb.DeleteOrganizationRequest(id=org_id, force=force)
+        )
+    _echo_done(out, f"deleted organization {org_id}", reply)
+
+
+@orgs.command("revoke-tokens")
+@click.argument("org_id", metavar="ORG")
+@output_options()
+@connection_options()
+def orgs_revoke_tokens(org_id: str, out: Output, conn: Connection) -> None:
+    """Revoke every token issued so far to any application of an organization.
+
+    Introspection reports them inactive at once; tokens issued afterwards
+    work. Stateless (JWKS) verifiers accept them until they expire.
+
+    \b
+    Example:
+      m2mauth orgs revoke-tokens org_01J...
+    """
+    from m2mauth.cli_support.channel import open_session
+    from m2mauth.v1 import organization_service_pb2 as org_pb
+
+    with open_session(conn) as s:
+        reply = s.call(
+            s.orgs.RevokeOrganizationTokens, org_pb.RevokeOrganizationTokensRequest(id=org_id)
+        )
+    _echo_done(
+        out,
+        f"revoked the tokens of organization {org_id} issued until {_revoke_time_text(reply)}",
+        reply,
+    )
+
+
+# --- applications ----------------------------------------------------------
+
+
+@main.group(cls=ClientGroup)
+def apps() -> None:
+    """Manage M2M applications: the OAuth clients of an organization.
+
+    \b
+    Example:
+      m2mauth apps create --org org_01J... --name billing-sync --scope invoices:read
+    """
+
+
+def _application_options(func: Any) -> Any:
+    for option in reversed(
+        (
+            click.option("--description", help="Free text for operators."),
+            click.option(
+                "--scope",
+                "scopes",
+                multiple=True,
+                metavar="SCOPE",
+                help="A scope it may request; repeat for several.",
+            ),
+            click.option(
+                "--audience",
+                "audiences",
+                multiple=True,
+                metavar="AUDIENCE",
+                help="An audience (RFC 8707 resource) it may request besides the "
+                "server's default; repeat for several.",
+            ),
+            click.option(
+                "--ttl",
+                type=DURATION,
+                help="Lifetime of its tokens: seconds, or 15m, 1h, 1d (0: the server's default).",
+            ),
+            enable_option,
+        )
+    ):
+        func = option(func)
+    return func
+
+
+@apps.command("create")
+@click.option("--org", "org_id", required=True, metavar="ORG", help="The owning organization.")
+@click.option("--name", required=True, help="Display name, 1 to 200 characters.")
+@_application_options
+@output_options(field=True, quiet="Print only the new application's id.")
+@connection_options()
+def apps_create(
+    org_id: str,
+    name: str,
+    description: str | None,
+    scopes: tuple[str, ...],
+    audiences: tuple[str, ...],
+    ttl: int | None,
+    enabled: bool | None,
+    out: Output,
+    conn: Connection,
+) -> None:
+    """Create an application; then give it a secret with `m2mauth secrets create`.
+
+    \b
+    Examples:
+      m2mauth apps create --org org_01J... --name billing-sync \\
+        --scope invoices:read --scope invoices:write --ttl 15m
+      APP=$(m2mauth apps create --org "$ORG" --name billing-sync -q)
+    """
+    from m2mauth.cli_support.channel import open_session
+    from m2mauth.cli_support.output import show_one
+    from m2mauth.v1 import application_service_pb2 as app_pb
+    from m2mauth.v1 import resources_pb2 as res
+
+    app = res.Application(
+        organization_id=org_id,
+        name=name,
+        description=description or "",
+        scopes=scopes,
+        audiences=audiences,
+        token_ttl_seconds=ttl or 0,
+        enabled=enabled,
+    )
+    with open_session(conn) as s:
+        reply = s.call(s.apps.CreateApplication, app_pb.CreateApplicationRequest(application=app))
+    if out.quiet:
+        click.echo(reply.application.id)
+    else:
+        show_one(out, reply.application)
+
+
+@apps.command("get")
+@click.argument("app_id", metavar="APP")
+@output_options(field=True)
+@connection_options()
+def apps_get(app_id: str, out: Output, conn: Connection) -> None:
+    """Show one application.
+
+    \b
+    Examples:
+      m2mauth apps get app_01J...
+      CLIENT_ID=$(m2mauth apps get app_01J... --field client_id)
+    """
+    from m2mauth.cli_support.channel import open_session
+    from m2mauth.cli_support.output import show_one
+    from m2mauth.v1 import application_service_pb2 as app_pb
+
+    with open_session(conn) as s:
+        reply = s.call(s.apps.GetApplication, app_pb.GetApplicationRequest(id=app_id))
+    show_one(out, reply.application)
+
+
+@apps.command("list")
+@click.option("--org", "org_id", metavar="ORG", help="Only this organization's applications.")
+@limit_option
+@output_options()
+@connection_options()
+def apps_list(org_id: str | None, limit: int | None, out: Output, conn: Connection) -> None:
+    """List applications, oldest first.
+
+    \b
+    Examples:
+      m2mauth apps list --org org_01J...
+      m2mauth apps list --limit 20 -o json
+    """
+    from m2mauth.cli_support.channel import open_session
+    from m2mauth.cli_support.output import show_list
+    from m2mauth.v1 import application_service_pb2 as app_pb
+
+    request = app_pb.ListApplicationsRequest(organization_id=org_id or "")
+    with open_session(conn) as s:
+        found = s.collect(s.apps.ListApplications, request, "applications", limit)
+    show_list(out, found, APP_COLUMNS, "applications")
+
+
+@apps.command("update")
+@click.argument("app_id", metavar="APP")
+@click.option("--name", help="New display name.")
+@_application_options
+@click.option("--clear-scopes", is_flag=True, help="Remove every scope.")
+@click.option("--clear-audiences", is_flag=True, help="Remove every extra audience.")
+@output_options(field=True)
+@connection_options()
+def apps_update(
+    app_id: str,
+    name: str | None,
+    description: str | None,
+    scopes: tuple[str, ...],
+    audiences: tuple[str, ...],
+    ttl: int | None,
+    enabled: bool | None,
+    clear_scopes: bool,
+    clear_audiences: bool,
+    out: Output,
+    conn: Connection,
+) -> None:
+    """Change an application: only the fields given.
+
+    --scope and --audience replace the whole list.
+
+    \b
+    Examples:
+      m2mauth apps update app_01J... --scope invoices:read --scope reports:read
+      m2mauth apps update app_01J... --disable      # no new tokens; old ones inactive
+    """
+    from google.protobuf.field_mask_pb2 import FieldMask
+
+    from m2mauth.cli_support.channel import open_session
+    from m2mauth.cli_support.output import show_one
+    from m2mauth.v1 import application_service_pb2 as app_pb
+    from m2mauth.v1 import resources_pb2 as res
+
+    if scopes and clear_scopes:
+        raise usage_failure("--scope and --clear-scopes contradict each other: pass one")
+    if audiences and clear_audiences:
+        raise usage_failure("--audience and --clear-audiences contradict each other: pass one")
+    app = res.Application(id=app_id)
+    paths = []
+    if name is not None:
+        app.name = name
+        paths.append("name")
+    if description is not None:
+        app.description = description
+        paths.append("description")
+    if scopes or clear_scopes:
+        app.scopes.extend(scopes)
+        paths.append("scopes")
+    if audiences or clear_audiences:
+        app.audiences.extend(audiences)
+        paths.append("audiences")
+    if ttl is not None:
+        app.token_ttl_seconds = ttl
+        paths.append("token_ttl_seconds")
+    if enabled is not None:
+        app.enabled = enabled
+        paths.append("enabled")
+    if not paths:
+        raise usage_failure(
+            "nothing to update: pass --name, --description, --scope, --audience, --ttl, "
+            "--enable/--disable, --clear-scopes or --clear-audiences"
+        )
+    request = app_pb.UpdateApplicationRequest(application=app, update_mask=FieldMask(paths=paths))
+    with open_session(conn) as s:
+        reply = s.call(s.apps.UpdateApplication, request)
+    show_one(out, reply.application)
+
+
+@apps.command("delete")
+@click.argument("app_id", metavar="APP")
+@output_options()
+@connection_options()
+def apps_delete(app_id: str, out: Output, conn: Connection) -> None:
+    """Delete an application and its secrets; its tokens introspect as inactive.
+
+    \b
+    Example:
+      m2mauth apps delete app_01J...
+    """
+    from m2mauth.cli_support.channel import open_session
+    from m2mauth.v1 import application_service_pb2 as app_pb
+
+    with open_session(conn) as s:
+        reply = s.call(s.apps.DeleteApplication, app_pb.DeleteApplicationRequest(id=app_id))
+    _echo_done(out, f"deleted application {app_id}", reply)
+
+
+@apps.command("revoke-tokens")
+@click.argument("app_id", metavar="APP")
+@output_options()
+@connection_options()
+def apps_revoke_tokens(app_id: str, out: Output, conn: Connection) -> None:
+    """Revoke every token issued so far to an application (kill switch).
+
+    Introspection reports them inactive at once; tokens issued afterwards
+    work. To stop new tokens too, revoke its secrets or --disable it.
+
+    \b
+    Example:
+      m2mauth apps revoke-tokens app_01J...
+    """
+    from m2mauth.cli_support.channel import open_session
+    from m2mauth.v1 import application_service_pb2 as app_pb
+
+    with open_session(conn) as s:
+        reply = s.call(
+            s.apps.RevokeApplicationTokens, app_pb.RevokeApplicationTokensRequest(id=app_id)
+        )
+    _echo_done(
+        out,
+        f"revoked the tokens of application {app_id} issued until {_revoke_time_text(reply)}",
+        reply,
+    )
+
+
+# --- client secrets --------------------------------------------------------
+
+
+@main.group(cls=ClientGroup)
+def secrets() -> None:
+    """Manage the client secrets of an application.
+
+    \b
+    Example:
+      m2mauth secrets create app_01J...
+    """
+
+
+@secrets.command("create")
+@click.argument("app_id", metavar="APP")
+@click.option(
+    "--expires",
+    type=TIME_AHEAD,
+    metavar="WHEN",
+    help="When it stops working: an ISO-8601 time, or a duration from now such as 90d "
+    "(default: never).",
+)
+@output_options(quiet="Print only the secret.")
+@connection_options()
+def secrets_create(app_id: str, expires: datetime | None, out: Output, conn: Connection) -> None:
+    """Create a client secret and print it: the only time it is ever shown.
+
+    The warning goes to stderr, so `-q` or `-o json` output can be captured.
+
+    \b
+    Examples:
+      m2mauth secrets create app_01J... --expires 90d
+      SECRET=$(m2mauth secrets create app_01J... -q)
+    """
+    from google.protobuf.timestamp_pb2 import Timestamp
+
+    from m2mauth.cli_support.channel import open_session
+    from m2mauth.cli_support.output import echo_json, field_rows, render_table, to_dict
+    from m2mauth.v1 import application_service_pb2 as app_pb
+
+    request = app_pb.CreateClientSecretRequest(application_id=app_id)
+    if expires is not None:
+        request.expire_time.CopyFrom(Timestamp(seconds=int(expires.timestamp())))
+    with open_session(conn) as s:
+        reply = s.call(s.apps.CreateClientSecret, request)
+    if out.quiet:
+        click.echo(reply.secret)
+    elif out.format == "json":
+        echo_json(to_dict(reply))
+    else:
+        click.echo(render_table([*field_rows(reply.client_secret), ("secret", reply.secret)]))
+    click.echo(
+        "warning: this client secret is shown only now and cannot be read again: store it safely",
+        err=True,
+    )
+
+
+@secrets.command("list")
+@click.argument("app_id", metavar="APP")
+@output_options()
+@connection_options()
+def secrets_list(app_id: str, out: Output, conn: Connection) -> None:
+    """List an application's live secrets (their hints, never the secrets).
+
+    \b
+    Example:
+      m2mauth secrets list app_01J...
+    """
+    from m2mauth.cli_support.channel import open_session
+    from m2mauth.cli_support.output import show_list
+    from m2mauth.v1 import application_service_pb2 as app_pb
+
+    with open_session(conn) as s:
+        reply = s.call(
+            s.apps.ListClientSecrets, app_pb.ListClientSecretsRequest(application_id=app_id)
+        )
+    show_list(out, reply.client_secrets, SECRET_COLUMNS, "client secrets")
+
+
+@secrets.command("revoke")
+@click.argument("app_id", metavar="APP")
+@click.argument("secret_id", metavar="SECRET")
+@output_options()
+@connection_options()
+def secrets_revoke(app_id: str, secret_id: str, out: Output, conn: Connection) -> None:
+    """Revoke a client secret at once.
+
+    Tokens already issued with it stay valid; `m2mauth apps revoke-tokens`
+    ends them too.
+
+    \b
+    Example:
+      m2mauth secrets revoke app_01J... secret_01J...
+    """
+    from m2mauth.cli_support.channel import open_session
+    from m2mauth.v1 import application_service_pb2 as app_pb
+
+    request = app_pb.RevokeClientSecretRequest(application_id=app_id, id=secret_id)
+    with open_session(conn) as s:
+        reply = s.call(s.apps.RevokeClientSecret, request)
+    _echo_done(out, f"revoked client secret {secret_id} of application {app_id}", reply)
+
+
+# --- signing keys ----------------------------------------------------------
+
+
+@main.group(cls=ClientGroup)
+def keys() -> None:
+    """List and rotate the token signing keys.
+
+    These commands need an environment admin key.
+
+    \b
+    Example:
+      m2mauth keys rotate
+    """
+
+
+@keys.command("list")
+@click.option("--show-retired", is_flag=True, help="Also list RETIRED keys.")
+@limit_option
+@output_options()
+@connection_options()
+def keys_list(show_retired: bool, limit: int | None, out: Output, conn: Connection) -> None:
+    """List signing keys, newest first (NEXT, CURRENT, PREVIOUS).
+
+    \b
+    Example:
+      m2mauth keys list --show-retired
+    """
+    from m2mauth.cli_support.channel import open_session
+    from m2mauth.cli_support.output import show_list
+    from m2mauth.v1 import key_service_pb2 as key_pb
+
+    request = key_pb.ListSigningKeysRequest(show_retired=show_retired)
+    with open_session(conn) as s:
+        found = s.collect(s.keys.ListSigningKeys, request, "signing_keys", limit)
+    show_list(out, found, KEY_COLUMNS, "signing keys")
+
+
+@keys.command("rotate")
+@click.option(
+    "--algorithm",
+    type=click.Choice(["RS256", "ES256", "EdDSA"], case_sensitive=False),
+    help="Algorithm of the new NEXT key (default: the server's --signing-algorithm).",
+)
+@output_options()
+@connection_options()
+def keys_rotate(algorithm: str | None, out: Output, conn: Connection) -> None:
+    """Rotate: NEXT starts signing, CURRENT becomes PREVIOUS, a new NEXT is published.
+
+    Verifiers that cache the JWKS already hold the NEXT key, so rotation needs
+    no downtime.
+
+    \b
+    Example:
+      m2mauth keys rotate
+    """
+    from m2mauth.cli_support.channel import open_session
+    from m2mauth.cli_support.output import echo_json, show_list, to_dict
+    from m2mauth.v1 import key_service_pb2 as key_pb
+    from m2mauth.v1 import resources_pb2 as res
+
+    request = key_pb.RotateSigningKeyRequest()
+    if algorithm:
+        request.algorithm = res.SigningAlgorithm.Value(f"SIGNING_ALGORITHM_{algorithm.upper()}")
+    with open_session(conn) as s:
+        reply = s.call(s.keys.RotateSigningKey, request)
+    if out.format == "json":
+        echo_json(to_dict(reply))
+    else:
+        show_list(out, [reply.current_key, reply.next_key], KEY_COLUMNS, "signing keys")
+
+
+# --- audit -----------------------------------------------------------------
+
+
+@main.group(cls=ClientGroup)
+def audit() -> None:
+    """Read the audit log.
+
+    \b
+    Example:
+      m2mauth audit list --since 1h
+    """
+
+
+@audit.command("list")
+@click.option("--org", "org_id", metavar="ORG", help="Only events of this organization.")
+@click.option("--app", "app_id", metavar="APP", help="Only events of this application.")
+@click.option(
+    "--since",
+    type=TIME_AGO,
+    metavar="WHEN",
+    help="Only events at or after this: ISO-8601 (UTC unless an offset is given) or a "
+    "duration ago such as 1h.",
+)
+@click.option(
+    "--until", type=TIME_AGO, metavar="WHEN", help="Only events before this (same forms)."
+)
+@limit_option
+@output_options()
+@connection_options()
+def audit_list(
+    org_id: str | None,
+    app_id: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    limit: int | None,
+    out: Output,
+    conn: Connection,
+) -> None:
+    """List audit events, newest first; the filters combine.
+
+    \b
+    Examples:
+      m2mauth audit list --org org_01J... --since 2026-01-01T00:00:00Z --limit 50
+      m2mauth audit list --app app_01J... --since 24h -o json
+    """
+    from m2mauth.cli_support.channel import open_session
+    from m2mauth.cli_support.output import show_list
+    from m2mauth.v1 import audit_service_pb2 as audit_pb
+
+    request = audit_pb.ListAuditEventsRequest(
+        organization_id=org_id or "", application_id=app_id or ""
+    )
+    if since is not None:
+        request.start_time.FromDatetime(since)
+    if until is not None:
+        request.end_time.FromDatetime(until)
+    with open_session(conn) as s:
+        found = s.collect(s.audit.ListAuditEvents, request, "audit_events", limit)
+    show_list(out, found, AUDIT_COLUMNS, "audit events")
+
+
+# --- tokens ----------------------------------------------------------------
+
+
+def _token_argument(value: str) -> str:
+    """TOKEN, or the first line of stdin for "-" (keeps the token out of `ps`)."""
+    if value != "-":
+        return value
+    text = sys.stdin.readline().strip()
+    if not text:
+        raise usage_failure("no token on stdin: pipe one in, or pass it as TOKEN")
+    return text
+
+
+@main.command(cls=ClientCommand)
+@client_credential_options(required=True)
+@click.option(
+    "--scope",
+    "scopes",
+    multiple=True,
+    metavar="SCOPE",
+    help="A scope to ask for; repeat for several (default: all the application's scopes).",
+)
+@click.option(
+    "--audience",
+    metavar="AUDIENCE",
+    help="The audience to ask for (default: the server's default audience).",
+)
+@output_options()
+@connection_options(admin_key=False)
+def token(
+    client: ClientCredentials,
+    scopes: tuple[str, ...],
+    audience: str | None,
+    out: Output,
+    conn: Connection,
+) -> None:
+    """Get an access token (client_credentials grant) and print it.
+
+    -o json prints the whole response (token_type, expires_in, scope).
+
+    \b
+    Examples:
+      export M2MAUTH_CLIENT_ID=client_01J... M2MAUTH_CLIENT_SECRET=m2m_cs_...
+      TOKEN=$(m2mauth token --scope invoices:read)
+    """
+    from m2mauth.cli_support.channel import open_session
+    from m2mauth.cli_support.output import echo_json, to_dict
+    from m2mauth.v1 import token_service_pb2 as token_pb
+
+    request = token_pb.IssueTokenRequest(
+        grant_type="client_credentials",
+        client_id=client.client_id,
+        client_secret=client.client_secret,
+        scope=" ".join(scopes),
+        audience=audience or "",
+    )
+    with open_session(conn, admin=False) as s:
+        reply = s.call(s.tokens.IssueToken, request)
+    if out.format == "json":
+        echo_json(to_dict(reply))
+    else:
+        click.echo(reply.access_token)
+
+
+@main.command(cls=ClientCommand)
+@click.argument("token_text", metavar="TOKEN")
+@client_credential_options(required=False)
+@output_options(field=True)
+@connection_options()
+def introspect(
+    token_text: str, client: ClientCredentials | None, out: Output, conn: Connection
+) -> None:
+    """Check a token: active or not, and its claims (RFC 7662).
+
+    Given client credentials (--client-id/--client-secret or their
+    variables), it asks as that application, which sees only its own tokens
+    as active; otherwise with the admin key. TOKEN "-" reads it from stdin.
+
+    \b
+    Examples:
+      m2mauth introspect "$TOKEN"
+      m2mauth introspect - -o json <token.txt
+    """
+    from m2mauth.cli_support.channel import open_session
+    from m2mauth.cli_support.output import echo_json, render_table, show_one
+    from m2mauth.v1 import token_service_pb2 as token_pb
+
+    request = token_pb.IntrospectRequest(token=_token_argument(token_text))
+    if client is not None:
+        request.client_id, request.client_secret = client.client_id, client.client_secret
+    with open_session(conn, admin=client is None) as s:
+        reply = s.call(s.tokens.Introspect, request)
+    if reply.active or out.field:
+        show_one(out, reply)
+    elif out.format == "json":
+        # RFC 7662 section 2.2: an inactive token is only {"active": false}. (The proto
+        # JSON mapping would drop a false bool and print {}.)
+        echo_json({"active": False})
+    else:
+        click.echo(render_table([("active", "false")]))
+
+
+@main.command(cls=ClientCommand)
+@click.argument("token_text", metavar="TOKEN")
+@client_credential_options(required=False)
+@output_options()
+@connection_options()
+def revoke(
+    token_text: str, client: ClientCredentials | None, out: Output, conn: Connection
+) -> None:
+    """Revoke a token (RFC 7009).
+
+    From then on it introspects as inactive.
+
+    Given client credentials (--client-id/--client-secret or their
+    variables), it acts as that application, which may revoke only its own
+    tokens; otherwise with the admin key. Revoking an unknown or expired
+    token succeeds. TOKEN "-" reads it from stdin.
+
+    \b
+    Example:
+      m2mauth revoke "$TOKEN"
+    """
+    from m2mauth.cli_support.channel import open_session
+    from m2mauth.v1 import token_service_pb2 as token_pb
+
+    request = token_pb.RevokeTokenRequest(token=_token_argument(token_text))
+    if client is not None:
+        request.client_id, request.client_secret = client.client_id, client.client_secret
+    with open_session(conn, admin=client is None) as s:
+        reply = s.call(s.tokens.RevokeToken, request)
+    _echo_done(out, "token revoked", reply)
 
 
 if __name__ == "__main__":  # pragma: no cover
