@@ -5,14 +5,17 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PROTOS := $(wildcard protos/m2mauth/v1/*.proto)
 
-.PHONY: run test test-postgres lint gen gen-check fmt clean
+.PHONY: run test lint gen gen-check fmt bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-node_modules/.bin/buf: package.json package-lock.json
+NODE := node_modules/.installed
+
+# buf (proto lint) and the Node clients of the interop tests, pinned by package-lock.json.
+$(NODE): package.json package-lock.json
 	npm ci --no-audit --no-fund --silent
 	touch $@
 
@@ -26,19 +29,23 @@ M2MAUTH_TEST_POSTGRES_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
 export M2MAUTH_TEST_POSTGRES_URL
 
 ## test: install what the tests need and run the whole suite
-test: $(STAMP)
+test: $(STAMP) $(NODE)
 	$(BIN)/pytest
 
 ## lint: buf lint, ruff and mypy
-lint: $(STAMP) node_modules/.bin/buf
+lint: $(STAMP) $(NODE)
 	node_modules/.bin/buf lint
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests examples
+	$(BIN)/ruff format --check src tests examples
 	$(BIN)/mypy
 
+## bench: throughput, latency and memory of a real server (see bench/README.md)
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
 fmt: $(STAMP)
-	$(BIN)/ruff check --fix src tests
-	$(BIN)/ruff format src tests
+	$(BIN)/ruff check --fix src tests examples
+	$(BIN)/ruff format src tests examples
 
 ## gen: regenerate the Python code under src/m2mauth/v1 from protos/
 gen: $(STAMP)

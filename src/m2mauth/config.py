@@ -108,7 +108,14 @@ SETTINGS: tuple[Setting, ...] = (
         10.0,
         "On SIGTERM, how long in-flight calls may finish before the server stops.",
     ),
-    Setting("workers", int, 8, "Threads serving gRPC calls."),
+    Setting("workers", int, 8, "Threads serving gRPC calls, per process."),
+    Setting(
+        "processes",
+        int,
+        1,
+        "Server processes sharing the gRPC and HTTP ports (SO_REUSEPORT); "
+        "set it to the number of cores to use them all.",
+    ),
     Setting("log_level", str, "INFO", "Log level: DEBUG, INFO, WARNING or ERROR."),
     Setting("log_format", str, "json", "Log format: json (structured) or text."),
 )
@@ -134,6 +141,7 @@ class Settings:
     max_client_secrets: int = 5
     grace_period_seconds: float = 10.0
     workers: int = 8
+    processes: int = 1
     log_level: str = "INFO"
     log_format: str = "json"
     # --dev: the embedded default (SQLite and a root key file under ./var).
@@ -147,9 +155,11 @@ class Settings:
             changes["database_url"] = f"sqlite:///{self.data_dir / 'm2mauth.db'}"
         if not self.root_key_file and not self.root_key and self.dev:
             changes["root_key_file"] = str(self.data_dir / "root.key")
-        issuer = self.issuer or f"http://{self.http_host}:{self.http_port}"
-        changes["issuer"] = issuer
-        changes["audience"] = self.audience or changes["issuer"]
+        # With --http-port 0 the port is known only once bound; serve fills it then.
+        if self.issuer or self.http_port:
+            issuer = self.issuer or f"http://{self.http_host}:{self.http_port}"
+            changes["issuer"] = issuer
+            changes["audience"] = self.audience or issuer
         return dataclasses.replace(self, **changes)
 
     def problems(self) -> list[str]:
@@ -173,6 +183,8 @@ class Settings:
             and self.key_rotation_interval_seconds <= self.jwks_max_age_seconds
         ):
             out.append("--key-rotation-interval-seconds must exceed --jwks-max-age-seconds")
+        if not 1 <= self.processes <= 256:
+            out.append("--processes must be between 1 and 256")
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             out.append("--log-level must be DEBUG, INFO, WARNING or ERROR")
         if self.log_format not in ("json", "text"):

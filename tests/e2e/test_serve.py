@@ -29,6 +29,7 @@ class Served:
     port: int
     admin_key: str | None
     stdout: list[str]
+    http_url: str = ""
 
 
 def clean_env(**extra: str) -> dict[str, str]:
@@ -50,6 +51,7 @@ def start(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> Serv
     lines: list[str] = []
     port = 0
     admin_key = None
+    http_url = ""
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         line = process.stdout.readline()
@@ -58,12 +60,14 @@ def start(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> Serv
         lines.append(line.rstrip("\n"))
         if m := re.search(r"serving gRPC on 127\.0\.0\.1:(\d+)", line):
             port = int(m.group(1))
+        if m := re.search(r"OAuth over HTTP on (http://[^\s,]+)", line):
+            http_url = m.group(1)
         if m := re.search(r"export M2MAUTH_ADMIN_KEY=(\S+)", line):
             admin_key = m.group(1)
         if line.startswith("Press Ctrl+C to stop"):
             break
     assert port, f"server did not start: {lines}\n{process.stderr.read() if process.stderr else ''}"
-    return Served(process, port, admin_key, lines)
+    return Served(process, port, admin_key, lines, http_url)
 
 
 def stop(served: Served) -> tuple[int, str]:

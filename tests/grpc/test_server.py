@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import secrets
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -26,18 +25,10 @@ from m2mauth.v1 import resources_pb2 as res
 from tests.grpc.conftest import Stubs, bearer, make_settings, make_stubs, start_server
 from tests.grpc.rich_errors import rich_error
 from tests.tcp_proxy import TcpProxy
+from tests.waiting import wait_for
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
 
 
 def test_health_reports_serving_for_every_service(stubs: Stubs) -> None:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import time
-from collections.abc import Callable
 from contextlib import AbstractContextManager
 from datetime import timedelta
 from typing import Any
@@ -22,6 +20,7 @@ from m2mauth.core.issuance import TokenIssuer
 from m2mauth.core.models import AuditEvent, AuditFilter
 from m2mauth.core.usage import AuditQueue, UsageRecorder
 from tests.unit.conftest import AUDIENCE, ENV, ISSUER, CountingStore, TokenWorld
+from tests.waiting import wait_for
 
 
 def decode(world: TokenWorld, token: str) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -387,13 +386,6 @@ def test_a_store_failure_is_unavailable_never_invalid_client(
             issuer.issue("client_credentials", client_id, secret)
 
 
-def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.01)
-
-
 def test_background_threads_flush_usage_and_maintain_keys(world: TokenWorld) -> None:
     components = world.build(flush_interval=0.02, maintenance_interval=0.02)
     components.start()
@@ -401,18 +393,24 @@ def test_background_threads_flush_usage_and_maintain_keys(world: TokenWorld) -> 
     assert len(components._threads) == 2
     c = world.client()
     components.issue_token("client_credentials", c.client_id, c.secret)
-    wait_until(lambda: world.apps.list_secrets(ENV, c.app.id)[0].last_used_at is not None)
+    assert wait_for(
+        lambda: world.apps.list_secrets(ENV, c.app.id)[0].last_used_at is not None, interval=0.01
+    )
 
     old_kid = components.ring.current_signer()[0]
     world.components.ring.rotate()  # "another process" rotates...
-    wait_until(lambda: components.ring.current_signer()[0] != old_kid)  # ...and it is seen
+    assert wait_for(
+        lambda: components.ring.current_signer()[0] != old_kid, interval=0.01
+    )  # ...and it is seen
     # retire_at: max TTL + leeway + the rotating ring's refresh period (30 s).
     world.clock.advance(3600 + 30 + 30)
-    wait_until(lambda: components.ring.verification_key(old_kid) is None)
-    wait_until(lambda: old_kid not in {k["kid"] for k in components.jwks()})
+    assert wait_for(lambda: components.ring.verification_key(old_kid) is None, interval=0.01)
+    assert wait_for(lambda: old_kid not in {k["kid"] for k in components.jwks()}, interval=0.01)
 
     def state_of_old_key() -> str:
         return next(k.state.value for k in components.ring.list_keys() if k.id == old_kid)
 
-    wait_until(lambda: state_of_old_key() == "retired")  # written by the maintenance thread
+    assert wait_for(
+        lambda: state_of_old_key() == "retired", interval=0.01
+    )  # written by the maintenance thread
     components.close()

@@ -124,11 +124,16 @@ def create_server(
     *,
     workers: int = 8,
     health_interval: float = 2.0,
+    reuse_port: bool = False,
 ) -> GrpcServer:
-    """Build and start the server; port 0 binds a free port (returned)."""
+    """Build and start the server; port 0 binds a free port (returned).
+
+    ``reuse_port``: worker processes of one ``serve --processes N`` share the
+    port (SO_REUSEPORT); otherwise a second server on the port is an error.
+    """
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="grpc"),
-        options=[("grpc.so_reuseport", 0)],
+        options=[("grpc.so_reuseport", 1 if reuse_port else 0)],
     )
     organization_service_pb2_grpc.add_OrganizationServiceServicer_to_server(
         OrganizationServicer(container), server

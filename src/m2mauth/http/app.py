@@ -1,0 +1,268 @@
+"""The OAuth 2.0 HTTP endpoints (Starlette), over a :class:`TokenBackend`.
+
+Paths are those of WorkOS Connect, so a client switches by base URL.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from google.protobuf import json_format
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from m2mauth.http import forms
+from m2mauth.http.backend import TokenBackend
+from m2mauth.http.errors import OAuthError, invalid_request
+from m2mauth.http.metrics import CONTENT_TYPE_LATEST, ShimMetrics
+from m2mauth.http.openapi import openapi_document
+from m2mauth.v1 import token_service_pb2 as pb
+
+# RFC 6749 section 5.1: token responses "MUST include ... Cache-Control: no-store"
+# and "Pragma: no-cache"; the same for anything carrying token data.
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+REALM = "m2mauth"
+log = logging.getLogger("m2mauth.http")
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def _error_response(err: OAuthError, *, basic: bool = False, bearer: bool = False) -> Response:
+    headers = dict(NO_STORE)
+    if err.status == 401 and basic:
+        # RFC 6749 section 5.2: 401 with WWW-Authenticate matching the scheme used.
+        headers["WWW-Authenticate"] = f'Basic realm="{REALM}"'
+    elif err.status == 401 and bearer:
+        headers["WWW-Authenticate"] = f'Bearer realm="{REALM}", error="invalid_token"'
+    elif err.status == 503:
+        headers["Retry-After"] = "1"
+    return JSONResponse(
+        {"error": err.error, "error_description": err.description},
+        status_code=err.status,
+        headers=headers,
+    )
+
+
+class OAuthEndpoints:
+    """The handlers; each parses, calls the backend once, and renders."""
+
+    def __init__(self, backend: TokenBackend, issuer: str, metrics: ShimMetrics) -> None:
+        self.backend = backend
+        self.issuer = issuer.rstrip("/")
+        self.metrics = metrics
+        self.document = openapi_document(self.issuer)
+
+    def observed(self, name: str, handler: Handler) -> Handler:
+        """Count and time a handler, and render its OAuthError as RFC 6749 JSON."""
+
+        async def wrapped(request: Request) -> Response:
+            started = time.perf_counter()
+            outcome = "ok"
+            try:
+                response = await handler(request)
+            except OAuthError as err:
+                outcome = err.error
+                auth = request.headers.get("authorization", "").lower()
+                response = _error_response(
+                    err, basic=auth.startswith("basic"), bearer=auth.startswith("bearer")
+                )
+            self.metrics.observe(name, outcome, time.perf_counter() - started)
+            return response
+
+        return wrapped
+
+    async def token(self, request: Request) -> Response:
+        form = await forms.read_form(request)
+        who = forms.caller(request, form, allow_admin_key=False)
+        if "resource" in form and "audience" in form and form["resource"] != form["audience"]:
+            raise invalid_request("send the audience as resource or audience, not both")
+        reply = await self.backend.issue_token(
+            pb.IssueTokenRequest(
+                grant_type=form.get("grant_type", ""),
+                client_id=who.client_id,
+                client_secret=who.client_secret,
+                scope=form.get("scope", ""),
+                audience=form.get("resource", form.get("audience", "")),
+            )
+        )
+        self.metrics.token_issued(reply.access_token)
+        body: dict[str, Any] = {
+            "access_token": reply.access_token,
+            "token_type": reply.token_type,
+            "expires_in": reply.expires_in,
+        }
+        if reply.scope:
+            body["scope"] = reply.scope
+        return JSONResponse(body, headers=NO_STORE)
+
+    async def introspection(self, request: Request) -> Response:
+        form = await forms.read_form(request)
+        who = forms.caller(request, form, allow_admin_key=True)
+        reply = await self.backend.introspect(
+            pb.IntrospectRequest(
+                token=_token_param(form),
+                token_type_hint=form.get("token_type_hint", ""),
+                client_id=who.client_id,
+                client_secret=who.client_secret,
+            ),
+            who.admin_key,
+        )
+        return JSONResponse(introspection_json(reply), headers=NO_STORE)
+
+    async def revoke(self, request: Request) -> Response:
+        form = await forms.read_form(request)
+        who = forms.caller(request, form, allow_admin_key=True)
+        await self.backend.revoke_token(
+            pb.RevokeTokenRequest(
+                token=_token_param(form),
+                token_type_hint=form.get("token_type_hint", ""),
+                client_id=who.client_id,
+                client_secret=who.client_secret,
+            ),
+            who.admin_key,
+        )
+        # RFC 7009 section 2.2: 200, and the client ignores the body.
+        return Response(status_code=200, headers=NO_STORE)
+
+    async def jwks(self, request: Request) -> Response:
+        reply = await self.backend.get_jwks()
+        keys = [json_format.MessageToDict(k, preserving_proto_field_name=True) for k in reply.keys]
+        return JSONResponse(
+            {"keys": keys},
+            headers={"Cache-Control": f"public, max-age={reply.max_age_seconds}"},
+        )
+
+    async def metadata(self, request: Request) -> Response:
+        reply = await self.backend.get_jwks()
+        issuer = self.issuer
+        # RFC 8414 section 2: exactly what this server supports, nothing more.
+        document = {
+            "issuer": issuer,
+            "token_endpoint": f"{issuer}/oauth2/token",
+            "jwks_uri": f"{issuer}/oauth2/jwks",
+            "introspection_endpoint": f"{issuer}/oauth2/introspection",
+            "revocation_endpoint": f"{issuer}/oauth2/revoke",
+            "grant_types_supported": ["client_credentials"],
+            "response_types_supported": [],
+            "token_endpoint_auth_methods_supported": list(CLIENT_AUTH_METHODS),
+            "introspection_endpoint_auth_methods_supported": [*CLIENT_AUTH_METHODS, "bearer"],
+            "revocation_endpoint_auth_methods_supported": [*CLIENT_AUTH_METHODS, "bearer"],
+            "access_token_signing_alg_values_supported": sorted({k.alg for k in reply.keys}),
+        }
+        return JSONResponse(document, headers={"Cache-Control": "public, max-age=300"})
+
+    async def healthz(self, request: Request) -> Response:
+        return PlainTextResponse("ok\n")
+
+    async def readyz(self, request: Request) -> Response:
+        if await self.backend.ready():
+            return PlainTextResponse("ready\n")
+        return PlainTextResponse("store unavailable\n", status_code=503)
+
+    async def prometheus(self, request: Request) -> Response:
+        return Response(self.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+    async def openapi(self, request: Request) -> Response:
+        return JSONResponse(self.document)
+
+
+CLIENT_AUTH_METHODS = ("client_secret_basic", "client_secret_post")
+
+
+def _token_param(form: dict[str, str]) -> str:
+    if "token" not in form:
+        raise invalid_request("the token parameter is required")
+    return form["token"]
+
+
+def create_http_app(
+    backend: TokenBackend, issuer: str, metrics: ShimMetrics | None = None
+) -> Starlette:
+    e = OAuthEndpoints(backend, issuer, metrics or ShimMetrics())
+    routes = [
+        Route("/oauth2/token", e.observed("token", e.token), methods=["POST"]),
+        Route(
+            "/oauth2/introspection",
+            e.observed("introspection", e.introspection),
+            methods=["POST"],
+        ),
+        Route("/oauth2/revoke", e.observed("revoke", e.revoke), methods=["POST"]),
+        Route("/oauth2/jwks", e.observed("jwks", e.jwks), methods=["GET"]),
+        Route("/.well-known/jwks.json", e.observed("jwks", e.jwks), methods=["GET"]),
+        Route(
+            "/.well-known/oauth-authorization-server",
+            e.observed("metadata", e.metadata),
+            methods=["GET"],
+        ),
+        Route("/healthz", e.healthz, methods=["GET"]),
+        Route("/readyz", e.readyz, methods=["GET"]),
+        Route("/metrics", e.prometheus, methods=["GET"]),
+        Route("/openapi.json", e.openapi, methods=["GET"]),
+    ]
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        await backend.close()
+
+    return Starlette(
+        routes=routes,
+        exception_handlers={
+            405: _method_not_allowed,
+            404: _not_found,
+            Exception: _server_error,
+        },
+        lifespan=lifespan,
+    )
+
+
+def introspection_json(reply: pb.IntrospectResponse) -> dict[str, Any]:
+    """RFC 7662 section 2.2. An inactive token is exactly {"active": false}."""
+    if not reply.active:
+        return {"active": False}
+    body: dict[str, Any] = {
+        "active": True,
+        "scope": reply.scope,
+        "client_id": reply.client_id,
+        "token_type": reply.token_type,
+        "exp": reply.exp,
+        "iat": reply.iat,
+        "sub": reply.sub,
+        "aud": reply.aud[0] if len(reply.aud) == 1 else list(reply.aud),
+        "iss": reply.iss,
+        "jti": reply.jti,
+        "org_id": reply.org_id,
+    }
+    return body
+
+
+async def _method_not_allowed(request: Request, exc: Exception) -> Response:
+    allow = getattr(exc, "headers", None) or {}
+    return JSONResponse(
+        {"error": "invalid_request", "error_description": f"{request.method} is not allowed here"},
+        status_code=405,
+        headers={**allow, **NO_STORE},
+    )
+
+
+async def _not_found(request: Request, exc: Exception) -> Response:
+    return JSONResponse(
+        {"error": "not_found", "error_description": f"no endpoint at {request.url.path}"},
+        status_code=404,
+    )
+
+
+async def _server_error(request: Request, exc: Exception) -> Response:
+    # Our bug: logged with its traceback here, never sent to the caller.
+    log.error("unhandled error in %s %s", request.method, request.url.path, exc_info=exc)
+    return JSONResponse(
+        {"error": "server_error", "error_description": "internal error"},
+        status_code=500,
+        headers=NO_STORE,
+    )

@@ -1,0 +1,237 @@
+"""How the shim reaches the TokenService: in-process, or over gRPC.
+
+Both implement :class:`TokenBackend` and raise :class:`~m2mauth.http.errors.
+OAuthError` built from the ErrorInfo reason of the service's status, so the
+shim behaves identically either way (the same test suite runs on both).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar
+
+import anyio.to_thread
+import grpc
+import grpc.aio
+from google.rpc import error_details_pb2, status_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from m2mauth.http.errors import OAuthError, from_reason, unavailable
+from m2mauth.v1 import token_service_pb2 as pb
+from m2mauth.v1 import token_service_pb2_grpc
+
+STATUS_DETAILS_KEY = "grpc-status-details-bin"
+M = TypeVar("M")
+
+
+class TokenBackend(Protocol):
+    async def issue_token(self, request: pb.IssueTokenRequest) -> pb.IssueTokenResponse: ...
+
+    async def introspect(
+        self, request: pb.IntrospectRequest, admin_key: str | None
+    ) -> pb.IntrospectResponse: ...
+
+    async def revoke_token(
+        self, request: pb.RevokeTokenRequest, admin_key: str | None
+    ) -> pb.RevokeTokenResponse: ...
+
+    async def get_jwks(self) -> pb.GetJwksResponse: ...
+
+    async def ready(self) -> bool:
+        """Whether the service can answer (its store, or the upstream, is reachable)."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+def error_from_status(status: status_pb2.Status | None) -> OAuthError:
+    if status is None:
+        return unavailable()
+    for detail in status.details:
+        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            detail.Unpack(info)
+            return from_reason(info.reason, status.message)
+    return from_reason("INTERNAL", status.message)
+
+
+def status_from_trailers(trailers: Any) -> status_pb2.Status | None:
+    for key, value in trailers or ():
+        if key == STATUS_DETAILS_KEY:
+            return status_pb2.Status.FromString(value)
+    return None
+
+
+def _metadata(admin_key: str | None) -> tuple[tuple[str, str], ...]:
+    return (("authorization", f"Bearer {admin_key}"),) if admin_key else ()
+
+
+# --- in-process ---------------------------------------------------------------
+
+
+class _LocalAbort(Exception):
+    def __init__(self, status: Any) -> None:
+        super().__init__(getattr(status, "details", "aborted"))
+        self.status = status
+
+
+class LocalContext:
+    """The part of ``grpc.ServicerContext`` the servicers use, for in-process calls."""
+
+    def __init__(self, metadata: tuple[tuple[str, str], ...] = ()) -> None:
+        self._metadata = metadata
+        self._code: Any = None
+
+    def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
+        return self._metadata
+
+    def abort_with_status(self, status: Any) -> None:
+        self._code = status.code
+        raise _LocalAbort(status)
+
+    def abort(self, code: Any, details: str) -> None:
+        self._code = code
+        raise _LocalAbort(status_pb2.Status(code=code.value[0], message=details))
+
+    def code(self) -> Any:
+        return self._code
+
+    def peer(self) -> str:
+        return "in-process"
+
+
+class InProcessBackend:
+    """Calls the TokenService servicer in this process: no serialisation, no socket."""
+
+    def __init__(self, servicer: Any, ping: Callable[[], None]) -> None:
+        self._servicer = servicer
+        self._ping = ping
+
+    async def _call(
+        self, method: Callable[[M, Any], Any], request: M, admin_key: str | None
+    ) -> Any:
+        context = LocalContext(_metadata(admin_key))
+
+        def run() -> Any:
+            try:
+                return method(request, context)
+            except _LocalAbort as abort:
+                return abort
+
+        # Off the event loop: the call may wait on the store.
+        result = await anyio.to_thread.run_sync(run)
+        if isinstance(result, _LocalAbort):
+            raise error_from_status(status_from_trailers(result.status.trailing_metadata))
+        return result
+
+    async def issue_token(self, request: pb.IssueTokenRequest) -> pb.IssueTokenResponse:
+        result: pb.IssueTokenResponse = await self._call(self._servicer.IssueToken, request, None)
+        return result
+
+    async def introspect(
+        self, request: pb.IntrospectRequest, admin_key: str | None
+    ) -> pb.IntrospectResponse:
+        result: pb.IntrospectResponse = await self._call(
+            self._servicer.Introspect, request, admin_key
+        )
+        return result
+
+    async def revoke_token(
+        self, request: pb.RevokeTokenRequest, admin_key: str | None
+    ) -> pb.RevokeTokenResponse:
+        result: pb.RevokeTokenResponse = await self._call(
+            self._servicer.RevokeToken, request, admin_key
+        )
+        return result
+
+    async def get_jwks(self) -> pb.GetJwksResponse:
+        result: pb.GetJwksResponse = await self._call(
+            self._servicer.GetJwks, pb.GetJwksRequest(), None
+        )
+        return result
+
+    async def ready(self) -> bool:
+        try:
+            await anyio.to_thread.run_sync(self._ping)
+        except Exception:
+            return False
+        return True
+
+    async def close(self) -> None:
+        return None
+
+
+# --- remote (serve-http --upstream) ----------------------------------------------
+
+
+class GrpcBackend:
+    """Calls an m2mauth gRPC server; the edge host holds no keys and no database."""
+
+    def __init__(self, target: str, timeout: float = 10.0) -> None:
+        self._target = target
+        self._timeout = timeout
+        self._channel: grpc.aio.Channel | None = None
+        self._token_stub: token_service_pb2_grpc.TokenServiceStub | None = None
+
+    def _open(self) -> grpc.aio.Channel:
+        # A grpc.aio channel belongs to the event loop it is created on: the
+        # serving loop, which exists only once the server runs.
+        if self._channel is None:
+            self._channel = grpc.aio.insecure_channel(self._target)
+            self._token_stub = token_service_pb2_grpc.TokenServiceStub(self._channel)
+        return self._channel
+
+    @property
+    def _stub(self) -> token_service_pb2_grpc.TokenServiceStub:
+        if self._token_stub is None:
+            self._open()
+        assert self._token_stub is not None
+        return self._token_stub
+
+    async def _call(self, method: Any, request: Any, admin_key: str | None) -> Any:
+        try:
+            return await method(request, metadata=_metadata(admin_key), timeout=self._timeout)
+        except grpc.aio.AioRpcError as err:
+            status = status_from_trailers(err.trailing_metadata())
+            if status is None and err.code() in (
+                grpc.StatusCode.UNAVAILABLE,
+                grpc.StatusCode.DEADLINE_EXCEEDED,
+            ):
+                raise unavailable() from None
+            raise error_from_status(status) from None
+
+    async def issue_token(self, request: pb.IssueTokenRequest) -> pb.IssueTokenResponse:
+        result: pb.IssueTokenResponse = await self._call(self._stub.IssueToken, request, None)
+        return result
+
+    async def introspect(
+        self, request: pb.IntrospectRequest, admin_key: str | None
+    ) -> pb.IntrospectResponse:
+        result: pb.IntrospectResponse = await self._call(self._stub.Introspect, request, admin_key)
+        return result
+
+    async def revoke_token(
+        self, request: pb.RevokeTokenRequest, admin_key: str | None
+    ) -> pb.RevokeTokenResponse:
+        result: pb.RevokeTokenResponse = await self._call(
+            self._stub.RevokeToken, request, admin_key
+        )
+        return result
+
+    async def get_jwks(self) -> pb.GetJwksResponse:
+        result: pb.GetJwksResponse = await self._call(self._stub.GetJwks, pb.GetJwksRequest(), None)
+        return result
+
+    async def ready(self) -> bool:
+        try:
+            reply = await health_pb2_grpc.HealthStub(self._open()).Check(
+                health_pb2.HealthCheckRequest(service="m2mauth.v1.TokenService"), timeout=2
+            )
+        except grpc.aio.AioRpcError:
+            return False
+        return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
+
+    async def close(self) -> None:
+        if self._channel is not None:
+            await self._channel.close()
+            self._channel = self._token_stub = None

@@ -1,0 +1,95 @@
+"""Serving the shim with uvicorn in a background thread (beside the gRPC server)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import threading
+from dataclasses import dataclass
+
+import uvicorn
+from starlette.applications import Starlette
+
+log = logging.getLogger("m2mauth.http")
+
+
+class _ThreadedServer(uvicorn.Server):
+    # Signals belong to the main thread, which owns shutdown of both servers.
+    def install_signal_handlers(self) -> None:
+        return None
+
+
+@dataclass
+class HttpServer:
+    port: int
+    _server: _ThreadedServer
+    _thread: threading.Thread
+
+    def stop(self, grace: float = 5.0) -> None:
+        """Stop accepting, let in-flight requests finish (up to ``grace``), run lifespan."""
+        self._server.should_exit = True
+        self._thread.join(timeout=grace + 5)
+
+
+def bind(host: str, port: int, *, listen: bool = True, reuse_port: bool = False) -> socket.socket:
+    """A TCP socket bound to host:port (port 0: a free one).
+
+    ``reuse_port``: several worker processes bind the same port and the kernel
+    spreads connections between them (SO_REUSEPORT). A socket bound but not
+    listening reserves the port without being handed connections.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    # proto=IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY on accepted connections
+    # only when the socket says it is TCP; without it, a response written in two
+    # parts waits ~40 ms for the client's delayed ACK (Nagle).
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        sock.bind((host, port))
+        if listen:
+            sock.listen(1024)
+    except OSError:
+        sock.close()
+        raise
+    sock.setblocking(False)
+    return sock
+
+
+def start_http_server(
+    app: Starlette, sock: socket.socket, *, grace: float = 5.0, log_level: str = "warning"
+) -> HttpServer:
+    """Start serving ``app`` on a socket from :func:`bind`."""
+    config = uvicorn.Config(
+        app,
+        log_level=log_level.lower(),
+        access_log=False,
+        timeout_graceful_shutdown=int(grace) or None,
+        lifespan="on",
+    )
+    server = _ThreadedServer(config)
+    started = threading.Event()
+
+    def run() -> None:
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_until_complete(_serve(server, sock, started))
+        finally:
+            loop.close()
+
+    thread = threading.Thread(target=run, name="http", daemon=True)
+    thread.start()
+    if not started.wait(30):
+        raise RuntimeError("the HTTP server did not start")
+    return HttpServer(port=sock.getsockname()[1], _server=server, _thread=thread)
+
+
+async def _serve(server: _ThreadedServer, sock: socket.socket, started: threading.Event) -> None:
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    while not server.started and not task.done():
+        await asyncio.sleep(0.01)
+    started.set()
+    await task

@@ -1,0 +1,106 @@
+"""`serve --processes N`: workers share the ports, agree on keys, and never outlive
+the server."""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections import Counter
+from pathlib import Path
+
+import grpc
+import httpx
+import jwt
+
+from m2mauth.v1 import application_service_pb2 as app_pb
+from m2mauth.v1 import organization_service_pb2 as org_pb
+from m2mauth.v1 import resources_pb2 as res
+from tests.e2e.test_serve import Served, start, stop
+from tests.grpc.conftest import bearer, make_stubs
+from tests.waiting import wait_for
+
+
+def children(pid: int) -> set[int]:
+    """Worker processes of ``pid`` (its spawned Python children)."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if ppid == pid and b"spawn_main" in cmdline:
+            found.add(int(entry.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie is dead for our purposes.
+    return "Z" not in Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+
+
+def client_of(served: Served) -> tuple[str, str]:
+    assert served.admin_key
+    with grpc.insecure_channel(f"127.0.0.1:{served.port}") as channel:
+        stubs = make_stubs(channel)
+        md = bearer(served.admin_key)
+        org = stubs.orgs.CreateOrganization(
+            org_pb.CreateOrganizationRequest(organization=res.Organization(name="Acme")),
+            metadata=md,
+        ).organization
+        app = stubs.apps.CreateApplication(
+            app_pb.CreateApplicationRequest(
+                application=res.Application(organization_id=org.id, name="svc")
+            ),
+            metadata=md,
+        ).application
+        secret = stubs.apps.CreateClientSecret(
+            app_pb.CreateClientSecretRequest(application_id=app.id), metadata=md
+        ).secret
+    return app.client_id, secret
+
+
+def test_workers_share_ports_and_keys_and_stop_with_the_server(tmp_path: Path) -> None:
+    served = start(["--dev", "--processes", "2", "--grpc-port", "0", "--http-port", "0"], tmp_path)
+    workers = children(served.process.pid)
+    try:
+        assert len(workers) == 2, served.stdout
+        client_id, secret = client_of(served)
+        kids: Counter[str] = Counter()
+        served_by: Counter[str] = Counter()
+        for _ in range(40):
+            # A new connection each time, so the kernel may pick either worker.
+            with httpx.Client(base_url=served.http_url) as http:
+                response = http.post(
+                    "/oauth2/token",
+                    data={"grant_type": "client_credentials"},
+                    auth=(client_id, secret),
+                )
+                assert response.status_code == 200, response.text
+                kids[jwt.get_unverified_header(response.json()["access_token"])["kid"]] += 1
+                served_by[http.get("/metrics").text] += 1
+        # One signing key, made once before the workers started.
+        assert len(kids) == 1, kids
+        # Both workers answered: their per-process metrics differ.
+        assert len(served_by) > 1
+    finally:
+        code, stderr = stop(served)
+    assert code == 0, stderr
+    assert wait_for(lambda: not any(alive(pid) for pid in workers)), "workers outlived it"
+
+
+def test_workers_stop_when_the_server_is_killed(tmp_path: Path) -> None:
+    served = start(["--dev", "--processes", "2", "--grpc-port", "0", "--http-port", "0"], tmp_path)
+    workers = children(served.process.pid)
+    assert len(workers) == 2
+    served.process.send_signal(signal.SIGKILL)
+    served.process.wait(timeout=10)
+    # No chance to stop them: they notice they were orphaned and stop by themselves.
+    assert wait_for(lambda: not any(alive(pid) for pid in workers)), "orphaned workers"
