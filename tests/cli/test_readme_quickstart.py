@@ -15,6 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from m2mauth.verify import TokenVerifier
 from tests.e2e.test_serve import clean_env, start, stop
 
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -38,11 +39,16 @@ def test_the_quickstart_block_covers_the_issue() -> None:
         "--scope",
         "m2mauth secrets create",
         "m2mauth token",
+        "curl --fail-with-body",
+        "grant_type=client_credentials",
         "m2mauth introspect",
         "m2mauth keys rotate",
         "m2mauth revoke",
     ):
         assert step in commands, step
+
+
+README_HTTP = "http://127.0.0.1:8080"
 
 
 def test_every_quickstart_line_succeeds_against_a_real_server(tmp_path: Path) -> None:
@@ -57,6 +63,8 @@ def test_every_quickstart_line_succeeds_against_a_real_server(tmp_path: Path) ->
     )
 
     served = start(["--dev", "--grpc-port", "0", "--http-port", "0"], tmp_path)
+    # The server in the test listens on a free port, not the README's 8080.
+    script = script.replace(README_HTTP, served.http_url)
     try:
         assert served.admin_key, served.stdout
         env = clean_env(
@@ -73,6 +81,15 @@ def test_every_quickstart_line_succeeds_against_a_real_server(tmp_path: Path) ->
             timeout=120,
             check=False,
         )
+        # The curl line got a token that the README's verify snippet accepts.
+        match = re.search(r'^\{"access_token":"([^"]+)"', done.stdout, re.MULTILINE)
+        assert match, done.stdout
+        verifier = TokenVerifier(
+            issuer=served.http_url,
+            audience=served.http_url,
+            jwks_url=f"{served.http_url}/oauth2/jwks",
+        )
+        assert verifier.verify(match.group(1)).scopes == {"invoices:read", "invoices:write"}
     finally:
         stop(served)
 
