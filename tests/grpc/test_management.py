@@ -250,6 +250,10 @@ def test_application_lifecycle(stubs: Stubs, admin_key: str) -> None:
         ({"token_ttl_seconds": -1}, "token_ttl_seconds"),
         ({"token_ttl_seconds": 86401}, "token_ttl_seconds"),
         ({"description": "x" * 2001}, "application.description"),
+        # NUL, DEL and C1 controls: PostgreSQL refuses NUL in text (it must be a 400).
+        ({"name": "bad\x00name"}, "application.name"),
+        ({"name": "bad\x7fname"}, "application.name"),
+        ({"description": "bad\x85"}, "application.description"),
     ],
 )
 def test_application_bad_input(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Sequence
 
 from m2mauth.core import ids
@@ -21,13 +22,19 @@ _SCOPE_TOKEN = re.compile(r"^[\x21\x23-\x5B\x5D-\x7E]+$")
 _NO_WHITESPACE_PRINTABLE = re.compile(r"^[\x21-\x7E]+$")
 
 
+def _is_control(c: str) -> bool:
+    # C0, DEL and C1 (Unicode category Cc): invisible in logs and UIs, and
+    # a NUL is refused by PostgreSQL text columns (a 500 instead of a 400).
+    return unicodedata.category(c) == "Cc"
+
+
 def name(field: str, value: str) -> str:
     stripped = value.strip()
     if not stripped:
         raise InvalidField(field, "is required")
     if len(stripped) > MAX_NAME:
         raise InvalidField(field, f"must be at most {MAX_NAME} characters")
-    if any(ord(c) < 0x20 for c in stripped):
+    if any(_is_control(c) for c in stripped):
         raise InvalidField(field, "must not contain control characters")
     return stripped
 
@@ -35,7 +42,7 @@ def name(field: str, value: str) -> str:
 def optional_text(field: str, value: str, limit: int) -> str:
     if len(value) > limit:
         raise InvalidField(field, f"must be at most {limit} characters")
-    if any(ord(c) < 0x20 and c not in "\n\t" for c in value):
+    if any(_is_control(c) and c not in "\n\t" for c in value):
         raise InvalidField(field, "must not contain control characters")
     return value
 
