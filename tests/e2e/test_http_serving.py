@@ -12,15 +12,10 @@ import subprocess
 import time
 from pathlib import Path
 
-import grpc
 import pytest
 
-from m2mauth.v1 import application_service_pb2 as app_pb
-from m2mauth.v1 import organization_service_pb2 as org_pb
-from m2mauth.v1 import resources_pb2 as res
 from m2mauth.verify import TokenVerifier
-from tests.e2e.test_serve import M2MAUTH, clean_env, start, stop
-from tests.grpc.conftest import bearer, make_stubs
+from tests.e2e.test_serve import M2MAUTH, clean_env, new_client, start, stop
 
 pytestmark = pytest.mark.skipif(shutil.which("curl") is None, reason="needs curl")
 
@@ -67,29 +62,12 @@ def test_curl_token_from_serve_and_from_an_edge_shim(tmp_path: Path) -> None:
     try:
         assert served.admin_key
         assert served.http_url
-        with grpc.insecure_channel(f"127.0.0.1:{served.port}") as channel:
-            stubs = make_stubs(channel)
-            md = bearer(served.admin_key)
-            org = stubs.orgs.CreateOrganization(
-                org_pb.CreateOrganizationRequest(organization=res.Organization(name="Acme")),
-                metadata=md,
-            ).organization
-            app = stubs.apps.CreateApplication(
-                app_pb.CreateApplicationRequest(
-                    application=res.Application(
-                        organization_id=org.id, name="billing", scopes=["invoices:read"]
-                    )
-                ),
-                metadata=md,
-            ).application
-            secret = stubs.apps.CreateClientSecret(
-                app_pb.CreateClientSecretRequest(application_id=app.id), metadata=md
-            ).secret
-
+        client = new_client(served, scopes=("invoices:read",))
+        org_id = client.org_id
         # The README's line, verbatim apart from the values.
         status, body = curl(
             "-u",
-            f"{app.client_id}:{secret}",
+            f"{client.client_id}:{client.secret}",
             "-d",
             "grant_type=client_credentials",
             f"{served.http_url}/oauth2/token",
@@ -103,36 +81,36 @@ def test_curl_token_from_serve_and_from_an_edge_shim(tmp_path: Path) -> None:
         )
         token = str(body["access_token"])
         verified = verifier.verify(token)
-        assert verified.org_id == org.id
+        assert verified.org_id == org_id
         assert verified.scopes == frozenset({"invoices:read"})
 
         edge, edge_url = start_edge(f"127.0.0.1:{served.port}", tmp_path)
         try:
             status, body = curl(
                 "-u",
-                f"{app.client_id}:{secret}",
+                f"{client.client_id}:{client.secret}",
                 "-d",
                 "grant_type=client_credentials",
                 f"{edge_url}/oauth2/token",
             )
             assert status == 200, body
-            assert verifier.verify(str(body["access_token"])).org_id == org.id
+            assert verifier.verify(str(body["access_token"])).org_id == org_id
             # Errors cross the edge unchanged: RFC 6749 section 5.2.
             status, body = curl(
-                "-u", f"{app.client_id}:wrong", "-d", "grant_type=client_credentials",
+                "-u", f"{client.client_id}:wrong", "-d", "grant_type=client_credentials",
                 f"{edge_url}/oauth2/token",
             )  # fmt: skip
             assert (status, body["error"]) == (401, "invalid_client")
             status, body = curl(
                 "-u",
-                f"{app.client_id}:{secret}",
+                f"{client.client_id}:{client.secret}",
                 "-d",
                 f"token={token}",
                 f"{edge_url}/oauth2/introspection",
             )
             assert status == 200
             assert body["active"] is True
-            assert body["org_id"] == org.id
+            assert body["org_id"] == org_id
         finally:
             edge.send_signal(signal.SIGTERM)
             assert edge.wait(timeout=30) == 0

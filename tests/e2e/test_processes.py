@@ -8,15 +8,10 @@ import signal
 from collections import Counter
 from pathlib import Path
 
-import grpc
 import httpx
 import jwt
 
-from m2mauth.v1 import application_service_pb2 as app_pb
-from m2mauth.v1 import organization_service_pb2 as org_pb
-from m2mauth.v1 import resources_pb2 as res
-from tests.e2e.test_serve import Served, start, stop
-from tests.grpc.conftest import bearer, make_stubs
+from tests.e2e.test_serve import new_client, start, stop
 from tests.waiting import wait_for
 
 
@@ -46,33 +41,13 @@ def alive(pid: int) -> bool:
     return "Z" not in Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
 
 
-def client_of(served: Served) -> tuple[str, str]:
-    assert served.admin_key
-    with grpc.insecure_channel(f"127.0.0.1:{served.port}") as channel:
-        stubs = make_stubs(channel)
-        md = bearer(served.admin_key)
-        org = stubs.orgs.CreateOrganization(
-            org_pb.CreateOrganizationRequest(organization=res.Organization(name="Acme")),
-            metadata=md,
-        ).organization
-        app = stubs.apps.CreateApplication(
-            app_pb.CreateApplicationRequest(
-                application=res.Application(organization_id=org.id, name="svc")
-            ),
-            metadata=md,
-        ).application
-        secret = stubs.apps.CreateClientSecret(
-            app_pb.CreateClientSecretRequest(application_id=app.id), metadata=md
-        ).secret
-    return app.client_id, secret
-
-
 def test_workers_share_ports_and_keys_and_stop_with_the_server(tmp_path: Path) -> None:
     served = start(["--dev", "--processes", "2", "--grpc-port", "0", "--http-port", "0"], tmp_path)
     workers = children(served.process.pid)
     try:
         assert len(workers) == 2, served.stdout
-        client_id, secret = client_of(served)
+        client = new_client(served)
+        client_id, secret = client.client_id, client.secret
         kids: Counter[str] = Counter()
         served_by: Counter[str] = Counter()
         for _ in range(40):

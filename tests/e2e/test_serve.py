@@ -70,6 +70,35 @@ def start(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> Serv
     return Served(process, port, admin_key, lines, http_url)
 
 
+@dataclass
+class Client:
+    org_id: str
+    client_id: str
+    secret: str
+
+
+def new_client(served: Served, scopes: tuple[str, ...] = ()) -> Client:
+    """An organization, an application in it and a secret, made over gRPC."""
+    assert served.admin_key, served.stdout
+    md = bearer(served.admin_key)
+    with grpc.insecure_channel(f"127.0.0.1:{served.port}") as channel:
+        stubs = make_stubs(channel)
+        org = stubs.orgs.CreateOrganization(
+            org_pb.CreateOrganizationRequest(organization=res.Organization(name="Acme")),
+            metadata=md,
+        ).organization
+        app = stubs.apps.CreateApplication(
+            app_pb.CreateApplicationRequest(
+                application=res.Application(organization_id=org.id, name="svc", scopes=scopes)
+            ),
+            metadata=md,
+        ).application
+        secret = stubs.apps.CreateClientSecret(
+            app_pb.CreateClientSecretRequest(application_id=app.id), metadata=md
+        ).secret
+    return Client(org.id, app.client_id, secret)
+
+
 def stop(served: Served) -> tuple[int, str]:
     served.process.send_signal(signal.SIGTERM)
     code = served.process.wait(timeout=30)
