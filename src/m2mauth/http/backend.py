@@ -16,11 +16,13 @@ import grpc.aio
 from google.rpc import error_details_pb2, status_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from m2mauth.core.blocking import WouldBlock, non_blocking
 from m2mauth.http.errors import OAuthError, from_reason, unavailable
 from m2mauth.v1 import token_service_pb2 as pb
 from m2mauth.v1 import token_service_pb2_grpc
 
 STATUS_DETAILS_KEY = "grpc-status-details-bin"
+_NOT_RUN = object()
 M = TypeVar("M")
 
 
@@ -108,24 +110,39 @@ class InProcessBackend:
         self._ping = ping
 
     async def _call(
-        self, method: Callable[[M, Any], Any], request: M, admin_key: str | None
+        self,
+        method: Callable[[M, Any], Any],
+        request: M,
+        admin_key: str | None,
+        *,
+        try_inline: bool = False,
     ) -> Any:
-        context = LocalContext(_metadata(admin_key))
-
         def run() -> Any:
             try:
-                return method(request, context)
+                return method(request, LocalContext(_metadata(admin_key)))
             except _LocalAbort as abort:
                 return abort
 
-        # Off the event loop: the call may wait on the store.
-        result = await anyio.to_thread.run_sync(run)
+        result: Any = _NOT_RUN
+        if try_inline:
+            # On the loop when it needs no store (see m2mauth.core.blocking);
+            # WouldBlock comes before any I/O or side effect, so re-running is safe.
+            try:
+                with non_blocking():
+                    result = run()
+            except WouldBlock:
+                result = _NOT_RUN
+        if result is _NOT_RUN:
+            # Off the event loop: the call waits on the store.
+            result = await anyio.to_thread.run_sync(run)
         if isinstance(result, _LocalAbort):
             raise error_from_status(status_from_trailers(result.status.trailing_metadata))
         return result
 
     async def issue_token(self, request: pb.IssueTokenRequest) -> pb.IssueTokenResponse:
-        result: pb.IssueTokenResponse = await self._call(self._servicer.IssueToken, request, None)
+        result: pb.IssueTokenResponse = await self._call(
+            self._servicer.IssueToken, request, None, try_inline=True
+        )
         return result
 
     async def introspect(
@@ -146,7 +163,7 @@ class InProcessBackend:
 
     async def get_jwks(self) -> pb.GetJwksResponse:
         result: pb.GetJwksResponse = await self._call(
-            self._servicer.GetJwks, pb.GetJwksRequest(), None
+            self._servicer.GetJwks, pb.GetJwksRequest(), None, try_inline=True
         )
         return result
 

@@ -9,6 +9,7 @@ import threading
 from dataclasses import dataclass
 
 import uvicorn
+import uvloop
 from starlette.applications import Starlette
 
 log = logging.getLogger("m2mauth.http")
@@ -73,7 +74,8 @@ def start_http_server(
     started = threading.Event()
 
     def run() -> None:
-        loop = asyncio.new_event_loop()
+        # uvloop: the event loop in C (uvicorn's own default when installed).
+        loop = uvloop.new_event_loop()
         asyncio.set_event_loop(loop)
         try:
             loop.run_until_complete(_serve(server, sock, started))

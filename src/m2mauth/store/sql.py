@@ -32,6 +32,7 @@ from sqlalchemy import (
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql, sqlite
 
+from m2mauth.core.blocking import check_may_block
 from m2mauth.core.errors import AlreadyExists, StoreUnavailable
 from m2mauth.core.interfaces import UnitOfWork
 from m2mauth.core.models import (
@@ -161,12 +162,14 @@ class SqlStore:
     @contextmanager
     def unit_of_work(self) -> Iterator[UnitOfWork]:
         """One connection and one transaction: commit on normal exit, else roll back."""
+        check_may_block()
         with _store_errors(), self._engine.begin() as connection:
             yield _SqlUnitOfWork(connection)
 
     def ping(self) -> None:
         """Raise StoreUnavailable unless the database answers (a read: it never
         waits for SQLite's writer lock)."""
+        check_may_block()
         with (
             _store_errors(),
             self._engine.connect().execution_options(**{READ_ONLY: True}) as connection,
