@@ -62,4 +62,4 @@ gen-check: gen
 		(echo "generated code is untracked: run 'make gen' and commit" >&2; exit 1)
 
 clean:
-	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache .hypothesis

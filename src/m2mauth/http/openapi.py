@@ -44,9 +44,13 @@ _TOKEN_FIELDS = {
     "token_type_hint": {"type": "string", "enum": ["access_token", "refresh_token"]},
     **_CLIENT_FIELDS,
 }
+# client_secret_post has no OpenAPI security scheme: the credentials are the
+# client_id/client_secret form fields above. An apiKey scheme would have to
+# say "in: query", and RFC 6749 section 2.3.1 forbids credentials in the URI.
+# The empty requirement is that alternative.
 _SECURITY_TOKEN: list[dict[str, list[str]]] = [
     {"client_secret_basic": []},
-    {"client_secret_post": []},
+    {},
 ]
 _SECURITY_ADMIN: list[dict[str, list[str]]] = [*_SECURITY_TOKEN, {"admin_key": []}]
 
@@ -172,12 +176,6 @@ def openapi_document(issuer: str) -> dict[str, Any]:
         "components": {
             "securitySchemes": {
                 "client_secret_basic": {"type": "http", "scheme": "basic"},
-                "client_secret_post": {
-                    "type": "apiKey",
-                    "in": "query",
-                    "name": "client_secret",
-                    "description": "client_id and client_secret in the form body.",
-                },
                 "admin_key": {"type": "http", "scheme": "bearer"},
             },
             "schemas": {

@@ -1,0 +1,187 @@
+"""Interop: OAuth clients nobody here wrote, against the real shim on a real socket.
+
+The servers are those of ``tests/http`` (``running_shim``), so interop failures
+are about the wire, not about a different wiring. One more variant,
+:func:`running_clocked_shim`, gives the test a hand on the server's clock: a
+signing key leaves the JWKS a full token lifetime after rotation, which a test
+can only wait for by moving time on the server (never in the client).
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import shutil
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import jwt
+import pytest
+
+from m2mauth.app import build_container
+from m2mauth.core.clock import utc_now
+from m2mauth.core.interfaces import Store
+from m2mauth.grpc.token_servicer import TokenServicer
+from m2mauth.http.app import create_http_app
+from m2mauth.http.backend import InProcessBackend
+from m2mauth.http.server import bind, start_http_server
+from m2mauth.store.schema import migrate
+from m2mauth.store.sql import SqlStore
+from tests.http.conftest import BACKENDS, Shim, running_shim, shim_settings
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+NODE_DIR = Path(__file__).resolve().parent / "node"
+NODE_PACKAGES = ("openid-client", "jose")
+NODE_TIMEOUT_SECONDS = 60
+
+
+class MovableClock:
+    """The server's clock: real time plus an offset the test moves forward."""
+
+    def __init__(self) -> None:
+        self.offset = timedelta(0)
+
+    def __call__(self) -> datetime:
+        return utc_now() + self.offset
+
+    def advance(self, seconds: float) -> None:
+        self.offset += timedelta(seconds=seconds)
+
+    def reset(self) -> None:
+        self.offset = timedelta(0)
+
+
+@dataclass
+class ClockedShim(Shim):
+    clock: MovableClock = field(default_factory=MovableClock)
+
+
+@contextmanager
+def running_clocked_shim(store: Store, clock: MovableClock) -> Iterator[ClockedShim]:
+    """``running_shim(store, "in_process")`` with ``clock`` as the server's clock."""
+    sock = bind("127.0.0.1", 0)
+    config = shim_settings(sock.getsockname()[1])
+    container = build_container(config, store, secrets.token_bytes(32), clock=clock)
+    container.tokens.start()
+    backend = InProcessBackend(TokenServicer(container.tokens, container.admin_keys), store.ping)
+    http = start_http_server(create_http_app(backend, config.issuer), sock, grace=1)
+    try:
+        _, admin_key = container.admin_keys.create(None)
+        yield ClockedShim(
+            base_url=f"http://127.0.0.1:{http.port}",
+            issuer=config.issuer,
+            container=container,
+            admin_key=admin_key,
+            backend_kind="in_process",
+            clock=clock,
+        )
+    finally:
+        http.stop(1)
+        container.tokens.close()
+        sock.close()
+
+
+@pytest.fixture
+def sqlite_store(sqlite_url: str) -> Iterator[SqlStore]:
+    migrate(sqlite_url)
+    store = SqlStore(sqlite_url)
+    yield store
+    store.close()
+
+
+@pytest.fixture(params=BACKENDS)
+def shim(request: pytest.FixtureRequest, sqlite_store: SqlStore) -> Iterator[Shim]:
+    """The shim over each backend: a client must not see which one it talks to."""
+    with running_shim(sqlite_store, request.param) as running:
+        yield running
+
+
+@pytest.fixture
+def in_process_shim(sqlite_store: SqlStore) -> Iterator[Shim]:
+    with running_shim(sqlite_store, "in_process") as running:
+        yield running
+
+
+@pytest.fixture
+def clocked_shim(sqlite_store: SqlStore) -> Iterator[ClockedShim]:
+    with running_clocked_shim(sqlite_store, MovableClock()) as running:
+        yield running
+
+
+# --- verifying what a client got -------------------------------------------------
+
+
+def verify_access_token(shim: Shim, token: str, org_id: str, client_id: str) -> dict[str, Any]:
+    """Verify ``token`` as a resource server would: the signature against the published
+    JWKS, and the RFC 9068 section 4 checks (typ, iss, aud, exp)."""
+    header = jwt.get_unverified_header(token)
+    # RFC 9068 section 4: the resource server MUST check typ is at+jwt.
+    assert header["typ"] == "at+jwt", header
+    signing_key = jwt.PyJWKClient(f"{shim.base_url}/oauth2/jwks").get_signing_key_from_jwt(token)
+    claims: dict[str, Any] = jwt.decode(
+        token,
+        signing_key.key,
+        algorithms=[header["alg"]],
+        issuer=shim.issuer,
+        audience=shim.issuer,  # the default audience is the issuer
+        options={"require": ["iss", "aud", "exp", "iat", "sub", "jti", "client_id"]},
+    )
+    assert header["alg"] == "ES256", header  # what the fixture configures
+    assert claims["org_id"] == org_id, claims
+    assert claims["client_id"] == client_id, claims
+    return claims
+
+
+# --- Node ---------------------------------------------------------------------------
+
+
+def node_executable() -> str:
+    """``node``, with the pinned packages installed, or a failure saying how to get them.
+
+    A failure, not a skip: a green run that silently left out the Node clients
+    would prove less than it says.
+    """
+    node = shutil.which("node")
+    if node is None:
+        pytest.fail("node is not on PATH: install Node.js 20 to run the interop tests")
+    pinned = json.loads((REPO_ROOT / "package.json").read_text())["devDependencies"]
+    problems = []
+    for package in NODE_PACKAGES:
+        manifest = REPO_ROOT / "node_modules" / package / "package.json"
+        if not manifest.is_file():
+            problems.append(f"{package} is not installed")
+        elif (installed := json.loads(manifest.read_text())["version"]) != pinned[package]:
+            problems.append(f"{package} is {installed}, package.json pins {pinned[package]}")
+    if problems:
+        pytest.fail(
+            f"node_modules: {'; '.join(problems)}: run `npm ci` at the repository root "
+            "(`make test` does it)",
+            pytrace=False,
+        )
+    return node
+
+
+def run_node(script: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """Run ``tests/interop/node/<script>`` with ``payload`` as JSON on stdin
+    (secrets stay off the command line) and return the JSON it prints."""
+    node = node_executable()
+    completed = subprocess.run(
+        [node, str(NODE_DIR / script)],
+        input=json.dumps(payload),
+        capture_output=True,
+        text=True,
+        timeout=NODE_TIMEOUT_SECONDS,
+        cwd=REPO_ROOT,
+        check=False,
+    )
+    assert completed.returncode == 0, (
+        f"node {script} exited {completed.returncode}\n"
+        f"stdout: {completed.stdout}\nstderr: {completed.stderr}"
+    )
+    result: dict[str, Any] = json.loads(completed.stdout)
+    return result
