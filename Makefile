@@ -35,8 +35,8 @@ test: $(STAMP) $(NODE)
 ## lint: buf lint, ruff and mypy
 lint: $(STAMP) $(NODE)
 	node_modules/.bin/buf lint
-	$(BIN)/ruff check src tests examples
-	$(BIN)/ruff format --check src tests examples
+	$(BIN)/ruff check src tests examples bench
+	$(BIN)/ruff format --check src tests examples bench
 	$(BIN)/mypy
 
 ## bench: throughput, latency and memory of a real server (see bench/README.md)
@@ -44,8 +44,8 @@ bench: $(STAMP)
 	$(BIN)/python -m bench
 
 fmt: $(STAMP)
-	$(BIN)/ruff check --fix src tests examples
-	$(BIN)/ruff format src tests examples
+	$(BIN)/ruff check --fix src tests examples bench
+	$(BIN)/ruff format src tests examples bench
 
 ## gen: regenerate the Python code under src/m2mauth/v1 from protos/
 gen: $(STAMP)
