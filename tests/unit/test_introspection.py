@@ -15,12 +15,13 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from m2mauth.core import errors, ids
+from m2mauth.core import errors, ids, verification
 from m2mauth.core.applications import ApplicationFields
 from m2mauth.core.client_auth import AuthenticatedClient
 from m2mauth.core.interfaces import Store
 from m2mauth.core.introspection import Introspector
 from m2mauth.core.models import AuditFilter, Principal
+from m2mauth.core.verification import SignedTokens
 from tests.unit.conftest import AUDIENCE, ENV, ISSUER, Client, CountingStore, TokenWorld
 
 INACTIVE = {"active": False}
@@ -241,7 +242,7 @@ def test_a_store_failure_is_unavailable_never_inactive(
     token = world.issue(c).access_token
     world.components.revoke(token, ENV)
     introspector = Introspector(
-        dead_store, world.components.ring, world.clock, issuer=ISSUER, leeway_seconds=30
+        dead_store, SignedTokens(world.components.ring, ISSUER), world.clock, leeway_seconds=30
     )
     with pytest.raises(errors.StoreUnavailable):
         introspector.introspect(token, ENV)
@@ -252,7 +253,7 @@ def test_a_store_failure_is_unavailable_never_inactive(
 def test_one_store_read_per_introspection(world: TokenWorld) -> None:
     counting = CountingStore(world.store)
     introspector = Introspector(
-        counting, world.components.ring, world.clock, issuer=ISSUER, leeway_seconds=30
+        counting, SignedTokens(world.components.ring, ISSUER), world.clock, leeway_seconds=30
     )
     c = world.client()
     token = world.issue(c).access_token
@@ -266,3 +267,32 @@ def test_one_store_read_per_introspection(world: TokenWorld) -> None:
     world.clock.advance(timedelta(hours=2).total_seconds())
     introspector.introspect(token, ENV)
     assert counting.opened == 5
+
+
+def test_verified_tokens_are_remembered_within_a_bound(
+    world: TokenWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    checked: list[str] = []
+    full_check = verification._verify
+
+    def counting(token: str, *args: Any) -> Any:
+        checked.append(token)
+        return full_check(token, *args)
+
+    monkeypatch.setattr(verification, "_verify", counting)
+    signed = SignedTokens(world.components.ring, ISSUER, remember=2)
+    c = world.client()
+    first, second, third = (world.issue(c).access_token for _ in range(3))
+    claims = signed.claims(first)
+    assert claims == jwt.decode(first, options={"verify_signature": False})
+    assert signed.claims(first) == claims
+    assert checked == [first]  # the second answer came from memory
+    signed.claims(second)
+    signed.claims(third)  # full: the oldest, `first`, is forgotten
+    assert signed.claims(first) == claims
+    assert checked == [first, second, third, first]
+    # What fails the check is never remembered.
+    forged = first[:-3] + ("BBB" if first.endswith("AAA") else "AAA")
+    assert signed.claims(forged) is None
+    assert signed.claims(forged) is None
+    assert checked[-2:] == [forged, forged]

@@ -24,8 +24,7 @@ from m2mauth.core.clock import Clock
 from m2mauth.core.interfaces import Store
 from m2mauth.core.issuance import TOKEN_TYPE
 from m2mauth.core.models import Principal, TokenState
-from m2mauth.core.signing_keys import SigningKeyRing
-from m2mauth.core.verification import audiences, is_current, verified_claims
+from m2mauth.core.verification import SignedTokens, audiences, is_current
 
 # Who may introspect: an admin key, or an application with its own credentials.
 Caller = Principal | AuthenticatedClient
@@ -70,30 +69,28 @@ class Introspector:
     def __init__(
         self,
         store: Store,
-        ring: SigningKeyRing,
+        tokens: SignedTokens,
         clock: Clock,
         *,
-        issuer: str,
         leeway_seconds: int,
     ) -> None:
         self._store = store
-        self._ring = ring
+        self._tokens = tokens
         self._clock = clock
-        self._issuer = issuer
         self._leeway = leeway_seconds
 
     def introspect(self, token: str, caller: Caller) -> dict[str, Any]:
         """RFC 7662 section 2.2 response: the claims if active, else exactly
         ``{"active": False}``. The token_type_hint (section 2.1) is not needed:
         this server issues only access tokens."""
-        claims = verified_claims(token, self._ring, self._issuer)
+        claims = self._tokens.claims(token)
         if claims is None or not is_current(claims, self._clock(), self._leeway):
             return dict(INACTIVE)
         # Decide visibility before touching the store: someone else's token
         # costs no read and looks exactly like an unknown one.
         if not may_see(caller, claims["client_id"], claims["org_id"]):
             return dict(INACTIVE)
-        with self._store.unit_of_work() as uow:
+        with self._store.reading() as uow:
             state = uow.get_token_state(claims["client_id"], claims["jti"])
         if not is_active_state(claims, state):
             return dict(INACTIVE)

@@ -28,24 +28,21 @@ from m2mauth.core.errors import UnauthorizedClient
 from m2mauth.core.interfaces import Store
 from m2mauth.core.introspection import Caller, may_see
 from m2mauth.core.models import RevokedToken
-from m2mauth.core.signing_keys import SigningKeyRing
-from m2mauth.core.verification import verified_claims
+from m2mauth.core.verification import SignedTokens
 
 
 class Revoker:
     def __init__(
         self,
         store: Store,
-        ring: SigningKeyRing,
+        tokens: SignedTokens,
         clock: Clock,
         *,
-        issuer: str,
         leeway_seconds: int,
     ) -> None:
         self._store = store
-        self._ring = ring
+        self._tokens = tokens
         self._clock = clock
-        self._issuer = issuer
         self._leeway = leeway_seconds
 
     def revoke(self, token: str, caller: Caller) -> bool:
@@ -57,7 +54,7 @@ class Revoker:
         """
         # The signature is verified (so nobody can revoke by forging a jti),
         # but not exp: an expired token needs no revocation.
-        claims = verified_claims(token, self._ring, self._issuer)
+        claims = self._tokens.claims(token)
         if claims is None:
             return False
         if not may_see(caller, claims["client_id"], claims["org_id"]):

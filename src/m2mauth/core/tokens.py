@@ -43,6 +43,7 @@ from m2mauth.core.revocation import Revoker
 from m2mauth.core.root_key import DerivedKeys
 from m2mauth.core.signing_keys import DEFAULT_REFRESH_INTERVAL_SECONDS, SigningKeyRing
 from m2mauth.core.usage import AuditQueue, UsageRecorder
+from m2mauth.core.verification import SignedTokens
 
 log = logging.getLogger("m2mauth.tokens")
 
@@ -220,6 +221,7 @@ def build_token_components(
         store, hasher, clock, cache_ttl_seconds=client_cache_ttl_seconds, monotonic=monotonic
     )
     usage = UsageRecorder(store)
+    signed = SignedTokens(ring, settings.issuer)
     audit_queue = AuditQueue(store)
     issuance = TokenIssuer(
         clients,
@@ -240,11 +242,9 @@ def build_token_components(
         audit_queue=audit_queue,
         issuance=issuance,
         introspector=Introspector(
-            store, ring, clock, issuer=settings.issuer, leeway_seconds=settings.clock_leeway_seconds
+            store, signed, clock, leeway_seconds=settings.clock_leeway_seconds
         ),
-        revoker=Revoker(
-            store, ring, clock, issuer=settings.issuer, leeway_seconds=settings.clock_leeway_seconds
-        ),
+        revoker=Revoker(store, signed, clock, leeway_seconds=settings.clock_leeway_seconds),
         keys=SigningKeyAdmin(ring, PageTokenCodec(keys.page_token)),
         clock=clock,
         flush_interval=flush_interval,
