@@ -144,7 +144,10 @@ def start_serving(
 ) -> Running:
     """Open the store and start gRPC and HTTP in this process."""
     settings = prepared.settings
-    store = SqlStore(settings.database_url)
+    # A connection for every thread that may hold one at once (gRPC's and the
+    # shim's, ``workers`` each, plus background flushes): below that, SQLAlchemy
+    # opens and closes overflow connections per request under load.
+    store = SqlStore(settings.database_url, pool_size=2 * settings.workers + 2)
     container = build_container(settings, store, prepared.root_key)
     try:
         container.tokens.start()
@@ -159,7 +162,9 @@ def start_serving(
         workers=settings.workers,
         reuse_port=reuse_port,
     )
-    backend = InProcessBackend(TokenServicer(container.tokens, container.admin_keys), store.ping)
+    backend = InProcessBackend(
+        TokenServicer(container.tokens, container.admin_keys), store.ping, threads=settings.workers
+    )
     http_server = start_http_server(
         create_http_app(backend, settings.issuer),
         http_socket,

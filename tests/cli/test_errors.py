@@ -212,6 +212,11 @@ class SwitchableStore:
             raise StoreUnavailable()
         return self.inner.unit_of_work()
 
+    def reading(self) -> AbstractContextManager[UnitOfWork]:
+        if self.down:
+            raise StoreUnavailable()
+        return self.inner.reading()
+
     def ping(self) -> None:
         if self.down:
             raise StoreUnavailable()

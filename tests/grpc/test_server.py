@@ -127,10 +127,18 @@ class FailingAuditStore:
     def __init__(self, inner: Store) -> None:
         self._inner = inner
 
+    def _wrap(self, uow: UnitOfWork) -> UnitOfWork:
+        return _FailingAudit(uow)
+
     @contextmanager
     def unit_of_work(self) -> Iterator[UnitOfWork]:
         with self._inner.unit_of_work() as uow:
-            yield _FailingAudit(uow)
+            yield self._wrap(uow)
+
+    @contextmanager
+    def reading(self) -> Iterator[UnitOfWork]:
+        with self._inner.reading() as uow:
+            yield self._wrap(uow)
 
     def ping(self) -> None:
         self._inner.ping()
@@ -180,10 +188,8 @@ class _Exploding:
 
 
 class ExplodingStore(FailingAuditStore):
-    @contextmanager
-    def unit_of_work(self) -> Iterator[UnitOfWork]:
-        with self._inner.unit_of_work() as uow:
-            yield _Exploding(uow)
+    def _wrap(self, uow: UnitOfWork) -> UnitOfWork:
+        return _Exploding(uow)
 
 
 def test_unexpected_errors_are_internal_without_details(store: Store) -> None:

@@ -784,6 +784,36 @@ def test_ping_does_not_wait_for_a_writer(store: SqlStore) -> None:
         writer.join(10)
 
 
+def test_reading_sees_the_last_commit_while_a_writer_holds_its_lock(store: SqlStore) -> None:
+    # Reads (client authentication, introspection) must not queue behind a
+    # writer: with BEGIN IMMEDIATE this read would wait out SQLite's busy
+    # timeout and fail as unavailable while the writer below still holds on.
+    committed = make_org(name="committed")
+    add(store, committed)
+    pending = make_org(name="pending")
+    writing, done = threading.Event(), threading.Event()
+
+    def hold_the_writer_lock() -> None:
+        with store.unit_of_work() as uow:
+            uow.add_organization(pending)
+            writing.set()
+            done.wait(30)
+
+    writer = threading.Thread(target=hold_the_writer_lock)
+    writer.start()
+    try:
+        assert writing.wait(10)
+        with store.reading() as uow:
+            seen = (uow.get_organization(committed.id), uow.get_organization(pending.id))
+        assert not done.is_set()
+        assert seen == (committed, None)
+    finally:
+        done.set()
+        writer.join(30)
+    with store.reading() as uow:
+        assert uow.get_organization(pending.id) == pending
+
+
 def test_many_threads_lose_no_update_and_never_deadlock(store: SqlStore) -> None:
     org = make_org(name="0")
     add(store, org)

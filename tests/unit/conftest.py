@@ -67,6 +67,10 @@ class CountingStore:
         self.opened += 1
         return self.inner.unit_of_work()
 
+    def reading(self) -> AbstractContextManager[UnitOfWork]:
+        self.opened += 1
+        return self.inner.reading()
+
     def ping(self) -> None:
         self.inner.ping()
 

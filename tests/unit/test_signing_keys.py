@@ -286,6 +286,9 @@ class _CrashAfterFirstUpdate:
     def unit_of_work(self) -> AbstractContextManager[UnitOfWork]:
         return self._uow()
 
+    def reading(self) -> AbstractContextManager[UnitOfWork]:
+        return self.inner.reading()
+
     def ping(self) -> None:
         self.inner.ping()
 

@@ -69,7 +69,7 @@ class AdminKeys:
             raise AdminKeyInvalid("an admin key is required: authorization: Bearer <admin key>")
         if len(presented) > MAX_CREDENTIAL_LENGTH:
             raise AdminKeyInvalid("the admin key is not valid")
-        with self._store.unit_of_work() as uow:
+        with self._store.reading() as uow:
             key = uow.get_admin_key_by_hash(self._hasher.hash(presented))
         if key is None or key.revoked_at is not None:
             raise AdminKeyInvalid("the admin key is not valid")

@@ -102,7 +102,7 @@ class Applications:
         return app
 
     def get(self, principal: Principal, app_id: str) -> Application:
-        with self._store.unit_of_work() as uow:
+        with self._store.reading() as uow:
             return visible_application(uow, principal, app_id)
 
     def list(
@@ -111,7 +111,7 @@ class Applications:
         limit = page_size(requested_page_size)
         filters = {"org": organization_id}
         after = self._pages.decode("applications", token, filters)
-        with self._store.unit_of_work() as uow:
+        with self._store.reading() as uow:
             if organization_id:
                 visible_organization(uow, principal, organization_id)
             scope = organization_id or principal.organization_id
@@ -237,7 +237,7 @@ class Applications:
 
     def list_secrets(self, principal: Principal, app_id: str) -> builtins.list[ClientSecret]:
         now = self._clock()
-        with self._store.unit_of_work() as uow:
+        with self._store.reading() as uow:
             visible_application(uow, principal, app_id)
             return [s for s in uow.list_client_secrets(app_id) if _is_live(s, now)]
 

@@ -74,7 +74,7 @@ class AuditReader:
             "end": flt.end.isoformat() if flt.end else "",
         }
         before = self._pages.decode("audit", page_token, filters)
-        with self._store.unit_of_work() as uow:
+        with self._store.reading() as uow:
             rows = uow.list_audit_events(flt, before_id=before, limit=limit + 1)
         items = rows[:limit]
         token = self._pages.encode("audit", items[-1].id, filters) if len(rows) > limit else ""

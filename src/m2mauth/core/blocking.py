@@ -8,6 +8,11 @@ GIL (measured: p99 of ES256 issuance ~400 ms with the hop, ~45 ms without, at
 32 connections). A request that does need the store is noticed before any
 I/O by :func:`check_may_block` and re-run on a thread, so a slow or
 unreachable database never stalls the loop.
+
+Reads of the embedded SQLite database are the exception (SqlStore.reading):
+in WAL mode they wait for no lock and cost tens of microseconds, less than
+the hand-off. Measured on introspection (which reads the store every time),
+2 processes, 64 connections: 2,700/s on a thread, 4,100/s on the loop.
 """
 
 from __future__ import annotations

@@ -159,7 +159,7 @@ class ClientAuthenticator:
         # (it reveals nothing: the id grammar is public).
         if len(client_id) > MAX_CLIENT_ID_LENGTH or not ids.is_id(client_id, ids.CLIENT):
             return _Lookup(None, None, (), expires)
-        with self._store.unit_of_work() as uow:
+        with self._store.reading() as uow:
             app = uow.get_application_by_client_id(client_id)
             # An unknown client makes the same reads as a known one (with ids
             # that match nothing), so the store round trips do not tell them

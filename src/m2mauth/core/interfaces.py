@@ -136,6 +136,10 @@ class UnitOfWork(Protocol):
 class Store(Protocol):
     def unit_of_work(self) -> AbstractContextManager[UnitOfWork]: ...
 
+    def reading(self) -> AbstractContextManager[UnitOfWork]:
+        """A unit of work that only reads: it sees one consistent snapshot and never
+        queues behind a writer. Writing through it is a programming error."""
+
     def ping(self) -> None:
         """Raise StoreUnavailable unless the database answers."""
 

@@ -71,7 +71,7 @@ class Organizations:
         return org
 
     def get(self, principal: Principal, org_id: str) -> Organization:
-        with self._store.unit_of_work() as uow:
+        with self._store.reading() as uow:
             return visible_organization(uow, principal, org_id)
 
     def list(
@@ -79,7 +79,7 @@ class Organizations:
     ) -> Page[Organization]:
         limit = page_size(requested_page_size)
         after = self._pages.decode("organizations", token, {})
-        with self._store.unit_of_work() as uow:
+        with self._store.reading() as uow:
             rows = uow.list_organizations(
                 after_id=after, limit=limit + 1, only_id=principal.organization_id
             )

@@ -321,7 +321,7 @@ class SigningKeyRing:
             self._refresh_locked()
 
     def _refresh_locked(self) -> None:
-        with self._store.unit_of_work() as uow:
+        with self._store.reading() as uow:
             records = uow.list_signing_keys()
         self._install(records)
 
@@ -411,7 +411,7 @@ class SigningKeyRing:
 
     def list_keys(self) -> list[SigningKey]:
         """Every stored key, newest first (for the management API)."""
-        with self._store.unit_of_work() as uow:
+        with self._store.reading() as uow:
             return uow.list_signing_keys()
 
     # --- lifecycle steps, each inside a unit of work holding the key lock -----

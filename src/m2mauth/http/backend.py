@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
+import anyio
 import anyio.to_thread
 import grpc
 import grpc.aio
@@ -22,6 +23,7 @@ from m2mauth.v1 import token_service_pb2 as pb
 from m2mauth.v1 import token_service_pb2_grpc
 
 STATUS_DETAILS_KEY = "grpc-status-details-bin"
+DEFAULT_THREADS = 8
 _NOT_RUN = object()
 M = TypeVar("M")
 
@@ -105,9 +107,21 @@ class LocalContext:
 class InProcessBackend:
     """Calls the TokenService servicer in this process: no serialisation, no socket."""
 
-    def __init__(self, servicer: Any, ping: Callable[[], None]) -> None:
+    def __init__(
+        self, servicer: Any, ping: Callable[[], None], *, threads: int = DEFAULT_THREADS
+    ) -> None:
         self._servicer = servicer
         self._ping = ping
+        self._threads = threads
+        self._limiter: anyio.CapacityLimiter | None = None
+
+    def _thread_limiter(self) -> anyio.CapacityLimiter:
+        # At most ``threads`` calls wait on the store at once (anyio's default is
+        # 40): more would only queue for a pooled connection, or open and close
+        # overflow ones, and convoy on the GIL. Made on the loop, at first use.
+        if self._limiter is None:
+            self._limiter = anyio.CapacityLimiter(self._threads)
+        return self._limiter
 
     async def _call(
         self,
@@ -134,7 +148,7 @@ class InProcessBackend:
                 result = _NOT_RUN
         if result is _NOT_RUN:
             # Off the event loop: the call waits on the store.
-            result = await anyio.to_thread.run_sync(run)
+            result = await anyio.to_thread.run_sync(run, limiter=self._thread_limiter())
         if isinstance(result, _LocalAbort):
             raise error_from_status(status_from_trailers(result.status.trailing_metadata))
         return result
@@ -149,7 +163,7 @@ class InProcessBackend:
         self, request: pb.IntrospectRequest, admin_key: str | None
     ) -> pb.IntrospectResponse:
         result: pb.IntrospectResponse = await self._call(
-            self._servicer.Introspect, request, admin_key
+            self._servicer.Introspect, request, admin_key, try_inline=True
         )
         return result
 

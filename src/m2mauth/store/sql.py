@@ -19,6 +19,7 @@ from sqlalchemy import (
     Executable,
     PrimaryKeyConstraint,
     Row,
+    Select,
     UniqueConstraint,
     bindparam,
     case,
@@ -149,6 +150,32 @@ def _record(cls: type[R], row: Row[Any]) -> R:
     return cls(**row._asdict())
 
 
+def _token_state_statement(revoked_match: ColumnElement[bool]) -> Select[Any]:
+    """Introspection's one read: built once, not per call (it runs on every
+    introspection, and building and keying a statement costs more than running it)."""
+    return (
+        select(
+            applications.c.id.label("application_id"),
+            applications.c.organization_id,
+            applications.c.enabled.label("application_enabled"),
+            organizations.c.enabled.label("organization_enabled"),
+            applications.c.tokens_revoked_before.label("application_tokens_revoked_before"),
+            organizations.c.tokens_revoked_before.label("organization_tokens_revoked_before"),
+            revoked_tokens.c.jti.is_not(None).label("jti_revoked"),
+        )
+        .select_from(
+            applications.join(
+                organizations, applications.c.organization_id == organizations.c.id
+            ).outerjoin(revoked_tokens, revoked_match)
+        )
+        .where(applications.c.client_id == bindparam("client_id"))
+    )
+
+
+_TOKEN_STATE = _token_state_statement(revoked_tokens.c.jti == bindparam("jti"))
+_TOKEN_STATE_NO_JTI = _token_state_statement(false())
+
+
 class SqlStore:
     """The store on ``sqlite:///path/to/file.db`` or ``postgresql://user@host/db``.
 
@@ -158,12 +185,34 @@ class SqlStore:
 
     def __init__(self, url: str, *, pool_size: int = 10) -> None:
         self._engine = create_store_engine(url, pool_size=pool_size)
+        self.reads_block = self._engine.dialect.name != "sqlite"
 
     @contextmanager
     def unit_of_work(self) -> Iterator[UnitOfWork]:
         """One connection and one transaction: commit on normal exit, else roll back."""
         check_may_block()
         with _store_errors(), self._engine.begin() as connection:
+            yield _SqlUnitOfWork(connection)
+
+    @contextmanager
+    def reading(self) -> Iterator[UnitOfWork]:
+        """A read-only unit of work. On SQLite it opens with a deferred BEGIN, so
+        readers never wait for the writer lock that BEGIN IMMEDIATE takes (WAL
+        gives each a snapshot); the hot reads (client authentication, token
+        state, admin keys) would otherwise queue behind one another.
+
+        An SQLite read is a library call on a local file that waits for no lock
+        in WAL mode (tens of microseconds), so it may run where blocking is not
+        allowed (m2mauth.core.blocking): handing it to a thread costs more than
+        it does. A PostgreSQL read is a network round trip, and may not.
+        """
+        if self.reads_block:
+            check_may_block()
+        with (
+            _store_errors(),
+            self._engine.connect().execution_options(**{READ_ONLY: True}) as connection,
+            connection.begin(),
+        ):
             yield _SqlUnitOfWork(connection)
 
     def ping(self) -> None:
@@ -426,23 +475,8 @@ class _SqlUnitOfWork:
     def get_token_state(self, client_id: str, jti: str) -> TokenState | None:
         if _unstorable(client_id):
             return None
-        revoked_match = false() if _unstorable(jti) else revoked_tokens.c.jti == jti
-        query = (
-            select(
-                applications.c.id.label("application_id"),
-                applications.c.organization_id,
-                applications.c.enabled.label("application_enabled"),
-                organizations.c.enabled.label("organization_enabled"),
-                applications.c.tokens_revoked_before.label("application_tokens_revoked_before"),
-                organizations.c.tokens_revoked_before.label("organization_tokens_revoked_before"),
-                revoked_tokens.c.jti.is_not(None).label("jti_revoked"),
-            )
-            .select_from(
-                applications.join(
-                    organizations, applications.c.organization_id == organizations.c.id
-                ).outerjoin(revoked_tokens, revoked_match)
-            )
-            .where(applications.c.client_id == client_id)
-        )
-        rows = self._rows(query)
+        # A jti with NUL was never stored: match it against nothing.
+        statement = _TOKEN_STATE_NO_JTI if _unstorable(jti) else _TOKEN_STATE
+        with _store_errors():
+            rows = self._connection.execute(statement, {"client_id": client_id, "jti": jti}).all()
         return _record(TokenState, rows[0]) if rows else None
