@@ -206,14 +206,18 @@ class SqlStore:
         allowed (m2mauth.core.blocking): handing it to a thread costs more than
         it does. A PostgreSQL read is a network round trip, and may not.
         """
+        options: dict[str, Any] = {READ_ONLY: True}
         if self.reads_block:
             check_may_block()
-        with (
-            _store_errors(),
-            self._engine.connect().execution_options(**{READ_ONLY: True}) as connection,
-            connection.begin(),
-        ):
-            yield _SqlUnitOfWork(connection)
+            # PostgreSQL at READ COMMITTED takes a snapshot per statement inside a
+            # transaction or not: without one, BEGIN and COMMIT cost no round trips.
+            options["isolation_level"] = "AUTOCOMMIT"
+        with _store_errors(), self._engine.connect().execution_options(**options) as connection:
+            if self.reads_block:
+                yield _SqlUnitOfWork(connection)
+            else:
+                with connection.begin():  # SQLite: one snapshot for the whole read
+                    yield _SqlUnitOfWork(connection)
 
     def ping(self) -> None:
         """Raise StoreUnavailable unless the database answers (a read: it never
