@@ -23,7 +23,7 @@ import grpc
 from bench.server import BenchError
 from bench.stats import LoadResult, percentile
 
-MAX_CHANNELS_PER_PROCESS = 8
+MAX_CHANNELS_PER_PROCESS = 64
 CALL_TIMEOUT_SECONDS = 30.0
 READY_TIMEOUT_SECONDS = 60.0
 
