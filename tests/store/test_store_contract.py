@@ -6,7 +6,8 @@ import dataclasses
 import itertools
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -762,40 +763,15 @@ def test_lock_application_serialises_read_modify_write(store: SqlStore) -> None:
         assert [s.id for s in uow.list_client_secrets(app.id)] == ["secret_00", "secret_01"]
 
 
-def test_ping_does_not_wait_for_a_writer(store: SqlStore) -> None:
-    # Health checks must answer while a unit of work holds SQLite's writer lock.
+@contextmanager
+def a_writer_holding_its_lock(store: SqlStore, org: Organization) -> Iterator[threading.Event]:
+    """Another thread inside a unit of work that has added ``org`` and not yet
+    committed, holding SQLite's writer lock; set the event to let it commit."""
     writing, done = threading.Event(), threading.Event()
 
     def hold_the_writer_lock() -> None:
         with store.unit_of_work() as uow:
-            uow.add_organization(make_org())
-            writing.set()
-            done.wait(10)
-
-    writer = threading.Thread(target=hold_the_writer_lock)
-    writer.start()
-    try:
-        assert writing.wait(10)
-        started = time.monotonic()
-        store.ping()
-        assert time.monotonic() - started < 1
-    finally:
-        done.set()
-        writer.join(10)
-
-
-def test_reading_sees_the_last_commit_while_a_writer_holds_its_lock(store: SqlStore) -> None:
-    # Reads (client authentication, introspection) must not queue behind a
-    # writer: with BEGIN IMMEDIATE this read would wait out SQLite's busy
-    # timeout and fail as unavailable while the writer below still holds on.
-    committed = make_org(name="committed")
-    add(store, committed)
-    pending = make_org(name="pending")
-    writing, done = threading.Event(), threading.Event()
-
-    def hold_the_writer_lock() -> None:
-        with store.unit_of_work() as uow:
-            uow.add_organization(pending)
+            uow.add_organization(org)
             writing.set()
             done.wait(30)
 
@@ -803,13 +779,33 @@ def test_reading_sees_the_last_commit_while_a_writer_holds_its_lock(store: SqlSt
     writer.start()
     try:
         assert writing.wait(10)
-        with store.reading() as uow:
-            seen = (uow.get_organization(committed.id), uow.get_organization(pending.id))
-        assert not done.is_set()
-        assert seen == (committed, None)
+        yield done
     finally:
         done.set()
         writer.join(30)
+
+
+# Had these queued behind the writer, they would have waited out SQLite's busy
+# timeout (5 s, less than the writer holds on) and failed as unavailable.
+
+
+def test_ping_does_not_wait_for_a_writer(store: SqlStore) -> None:
+    # Health checks must answer while a unit of work holds SQLite's writer lock.
+    with a_writer_holding_its_lock(store, make_org()) as done:
+        store.ping()
+        assert not done.is_set()
+
+
+def test_reading_sees_the_last_commit_while_a_writer_holds_its_lock(store: SqlStore) -> None:
+    # Reads (client authentication, introspection) must not queue behind a writer.
+    committed = make_org(name="committed")
+    add(store, committed)
+    pending = make_org(name="pending")
+    with a_writer_holding_its_lock(store, pending) as done:
+        with store.reading() as uow:
+            seen = (uow.get_organization(committed.id), uow.get_organization(pending.id))
+        assert not done.is_set()
+    assert seen == (committed, None)
     with store.reading() as uow:
         assert uow.get_organization(pending.id) == pending
 
