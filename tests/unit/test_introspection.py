@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import hmac
 import json
@@ -20,7 +21,7 @@ from m2mauth.core.applications import ApplicationFields
 from m2mauth.core.client_auth import AuthenticatedClient
 from m2mauth.core.interfaces import Store
 from m2mauth.core.introspection import Introspector
-from m2mauth.core.models import AuditFilter, Principal
+from m2mauth.core.models import AuditFilter, Principal, SigningKeyState
 from m2mauth.core.verification import SignedTokens
 from tests.unit.conftest import AUDIENCE, ENV, ISSUER, Client, CountingStore, TokenWorld
 
@@ -280,6 +281,8 @@ def test_verified_tokens_are_remembered_within_a_bound(
         return full_check(token, *args)
 
     monkeypatch.setattr(verification, "_verify", counting)
+    with pytest.raises(ValueError, match="at least 1"):
+        SignedTokens(world.components.ring, ISSUER, remember=0)
     signed = SignedTokens(world.components.ring, ISSUER, remember=2)
     c = world.client()
     first, second, third = (world.issue(c).access_token for _ in range(3))
@@ -296,3 +299,16 @@ def test_verified_tokens_are_remembered_within_a_bound(
     assert signed.claims(forged) is None
     assert signed.claims(forged) is None
     assert checked[-2:] == [forged, forged]
+
+
+def test_a_remembered_token_turns_inactive_when_its_key_is_retired(world: TokenWorld) -> None:
+    # The token is unexpired: only the key's publication makes it inactive.
+    c = world.client()
+    token = world.issue(c).access_token
+    assert world.components.introspect(token, ENV)["active"] is True  # now remembered
+    kid = jwt.get_unverified_header(token)["kid"]
+    with world.store.unit_of_work() as uow:
+        [record] = [k for k in uow.list_signing_keys() if k.id == kid]
+        uow.update_signing_key(dataclasses.replace(record, state=SigningKeyState.RETIRED))
+    world.components.ring.refresh()
+    assert world.components.introspect(token, ENV) == INACTIVE

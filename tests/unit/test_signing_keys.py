@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import threading
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from datetime import timedelta
@@ -15,6 +16,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from m2mauth.core import signing_keys
+from m2mauth.core.blocking import WouldBlock, non_blocking
 from m2mauth.core.interfaces import Store, UnitOfWork
 from m2mauth.core.models import AuditFilter, SigningKey, SigningKeyState
 from m2mauth.core.signing_keys import (
@@ -24,6 +26,7 @@ from m2mauth.core.signing_keys import (
     decrypt_private_key,
     new_signing_key,
 )
+from m2mauth.store.sql import SqlStore
 from tests.unit.conftest import FakeClock, TokenWorld
 
 PRIVATE_MEMBERS = {"d", "p", "q", "dp", "dq", "qi", "oth", "k"}
@@ -415,18 +418,50 @@ def test_made_up_kids_do_not_reread_the_store(
     ring = ring_for(world, unknown_kid_refresh_seconds=3600.0)
     ring.refresh()
     reads = 0
-    real = world.store.unit_of_work
+    real = world.store.reading
 
     def counting() -> AbstractContextManager[UnitOfWork]:
         nonlocal reads
         reads += 1
         return real()
 
-    monkeypatch.setattr(world.store, "unit_of_work", counting)
+    monkeypatch.setattr(world.store, "reading", counting)
     for _ in range(50):
         assert ring.verification_key("key_" + "0" * 26) is None
         assert ring.verification_key("not-a-kid") is None
     assert reads == 0  # refreshed just now: rate-limited
+    ring.refresh()
+    assert reads == 1  # the counter does count the ring's reads
+
+
+def test_an_event_loop_never_waits_for_the_ring_lock(world: TokenWorld) -> None:
+    # Maintenance and rotation hold the lock through store writes and key
+    # generation; a made-up kid tried on the event loop must go to a thread.
+    ring = ring_for(world, unknown_kid_refresh_seconds=0.0)
+    ring.ensure_keys()
+    holding, release = threading.Event(), threading.Event()
+
+    def hold_the_lock() -> None:
+        with ring._lock:
+            holding.set()
+            release.wait(30)
+
+    holder = threading.Thread(target=hold_the_lock)
+    holder.start()
+    try:
+        assert holding.wait(10)
+        with non_blocking(), pytest.raises(WouldBlock):
+            ring.verification_key("key_" + "0" * 26)
+    finally:
+        release.set()
+        holder.join(30)
+    assert isinstance(world.store, SqlStore)
+    with non_blocking():  # free again: refreshed (SQLite reads may run here) and unknown
+        if world.store.reads_block:
+            with pytest.raises(WouldBlock):
+                ring.verification_key("key_" + "0" * 26)
+        else:
+            assert ring.verification_key("key_" + "0" * 26) is None
 
 
 def test_keys_are_decrypted_once_per_process(

@@ -42,6 +42,11 @@ def non_blocking() -> Iterator[None]:
         _NON_BLOCKING.reset(token)
 
 
+def may_block() -> bool:
+    """Whether waiting (on the store, or on a lock held across store work) is allowed here."""
+    return not _NON_BLOCKING.get()
+
+
 def check_may_block() -> None:
     """Call before waiting on the store."""
     if _NON_BLOCKING.get():

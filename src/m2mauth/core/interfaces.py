@@ -137,8 +137,11 @@ class Store(Protocol):
     def unit_of_work(self) -> AbstractContextManager[UnitOfWork]: ...
 
     def reading(self) -> AbstractContextManager[UnitOfWork]:
-        """A unit of work that only reads: it sees one consistent snapshot and never
-        queues behind a writer. Writing through it is a programming error."""
+        """A unit of work that only reads and never queues behind a writer. On
+        SQLite its statements share one snapshot; on PostgreSQL (READ COMMITTED,
+        autocommit) each statement sees the latest commit, as it would inside a
+        transaction. Writing through it is a programming error: nothing would
+        make the writes atomic."""
 
     def ping(self) -> None:
         """Raise StoreUnavailable unless the database answers."""

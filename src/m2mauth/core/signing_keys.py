@@ -50,6 +50,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from m2mauth.core import audit, ids
+from m2mauth.core.blocking import WouldBlock, may_block
 from m2mauth.core.clock import Clock
 from m2mauth.core.interfaces import Store, UnitOfWork
 from m2mauth.core.models import SigningKey, SigningKeyState
@@ -301,18 +302,30 @@ class SigningKeyRing:
         another replica created is found; this may raise StoreUnavailable.
         """
         view = self._view
-        if kid not in view.records and ids.is_id(kid, ids.SIGNING_KEY):
-            with self._lock:
-                if (
-                    kid not in self._view.records
-                    and time.monotonic() - self._view.refreshed_at >= self._unknown_kid_refresh
-                ):
+        if (
+            kid not in view.records
+            and ids.is_id(kid, ids.SIGNING_KEY)
+            and self._unknown_kid_refresh_due(view)
+        ):
+            # Maintenance and rotation hold this lock through store writes and
+            # key generation: an event loop must not wait for it (a forged kid
+            # would stall every request of the process), so it hands the call
+            # to a thread instead.
+            if not self._lock.acquire(blocking=may_block()):
+                raise WouldBlock
+            try:
+                if kid not in self._view.records and self._unknown_kid_refresh_due(self._view):
                     self._refresh_locked()
+            finally:
+                self._lock.release()
             view = self._view
         record = view.records.get(kid)
         if record is None or not _published(record, self._clock()):
             return None
         return VerificationKey(kid, record.algorithm, view.material[kid].public_key)
+
+    def _unknown_kid_refresh_due(self, view: _View) -> bool:
+        return time.monotonic() - view.refreshed_at >= self._unknown_kid_refresh
 
     # --- store-backed operations -------------------------------------------
     def refresh(self) -> None:

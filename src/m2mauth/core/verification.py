@@ -19,6 +19,7 @@ answered from memory.
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from datetime import datetime
 from typing import Any
 
@@ -44,11 +45,14 @@ class SignedTokens:
     def __init__(
         self, ring: SigningKeyRing, issuer: str, *, remember: int = DEFAULT_REMEMBERED_TOKENS
     ) -> None:
+        if remember < 1:
+            raise ValueError("remember must be at least 1")
         self._ring = ring
         self._issuer = issuer
         self._size = remember
-        # token -> (kid, claims); insertion-ordered, the oldest goes first when full.
-        self._verified: dict[str, tuple[str, dict[str, Any]]] = {}
+        # token -> (kid, claims); the oldest goes first when full (popitem(last=False)
+        # is O(1), where deleting next(iter(dict)) rescans the deleted slots).
+        self._verified: OrderedDict[str, tuple[str, dict[str, Any]]] = OrderedDict()
         self._lock = threading.Lock()
 
     def claims(self, token: str) -> dict[str, Any] | None:
@@ -72,7 +76,7 @@ class SignedTokens:
             return None
         with self._lock:
             while len(self._verified) >= self._size:
-                del self._verified[next(iter(self._verified))]
+                self._verified.popitem(last=False)
             self._verified[token] = verified
         return verified[1]
 
