@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import click
 
@@ -33,6 +33,7 @@ from m2mauth.cli_support.options import (
     output_options,
 )
 from m2mauth.config import SETTINGS, Settings
+from m2mauth.core.algorithms import SIGNING_ALGORITHMS
 from m2mauth.core.errors import DomainError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -84,7 +85,7 @@ def _settings(options: dict[str, Any]) -> Settings:
     return Settings(**options).with_defaults()
 
 
-def _fail(message: str) -> None:
+def _fail(message: str) -> NoReturn:
     click.echo(f"m2mauth: {message}", err=True)
     sys.exit(2)
 
@@ -123,16 +124,22 @@ def migrate(**options: Any) -> None:
     Example:
       M2MAUTH_DATABASE_URL=postgresql://m2m@db/m2mauth m2mauth migrate
     """
-    from m2mauth.store.schema import migrate as run_migrations
+    from m2mauth.store import UnsupportedDatabaseUrl, open_store
 
     settings = _settings(options)
     if not settings.database_url:
         _fail("no database: set --database-url / M2MAUTH_DATABASE_URL (or use --dev)")
     _prepare_sqlite_dir(settings)
     try:
-        run_migrations(settings.database_url)
+        store = open_store(settings.database_url, pool_size=1)
+    except UnsupportedDatabaseUrl as exc:
+        _fail(str(exc))
+    try:
+        store.migrate()
     except Exception as exc:  # any driver error: say it in one line, no traceback
         _fail(f"migration failed: {exc}")
+    finally:
+        store.close()
     click.echo("database migrated")
 
 
@@ -157,19 +164,22 @@ def admin_key_create(organization_id: str | None, **options: Any) -> None:
       m2mauth admin-key create --dev
       m2mauth admin-key create --organization org_01J... --database-url ...
     """
-    from m2mauth.app import build_container, load_root_key
-    from m2mauth.store.sql import SqlStore
+    from m2mauth.bootstrap import bootstrap, load_root_key
+    from m2mauth.store import UnsupportedDatabaseUrl, open_store
 
     settings = _settings(options)
     problems = [p for p in settings.problems() if p.startswith(("no database", "no root key"))]
     if problems:
         _fail("; ".join(problems))
-    store = SqlStore(settings.database_url)
+    try:
+        store = open_store(settings.database_url, pool_size=1)
+    except UnsupportedDatabaseUrl as exc:
+        _fail(str(exc))
     try:
         store.check_schema()
         root, _ = load_root_key(settings)
-        container = build_container(settings, store, root)
-        key, plaintext = container.admin_keys.create(organization_id)
+        app = bootstrap(settings, store=store, root_key=root)
+        key, plaintext = app.admin_keys.create(organization_id)
     except DomainError as exc:
         _fail(exc.message)
     except Exception as exc:  # schema or root-key problems: one line, no traceback
@@ -912,7 +922,7 @@ def keys_list(show_retired: bool, limit: int | None, out: Output, conn: Connecti
 @keys.command("rotate")
 @click.option(
     "--algorithm",
-    type=click.Choice(["RS256", "ES256", "EdDSA"], case_sensitive=False),
+    type=click.Choice(SIGNING_ALGORITHMS, case_sensitive=False),
     help="Algorithm of the new NEXT key (default: the server's --signing-algorithm).",
 )
 @output_options()

@@ -1,5 +1,5 @@
-"""Running the server: start-up checks, bootstrap, serve (in one process or in
-several sharing the ports), graceful stop."""
+"""Running the server: bind, prepare, serve (in one process or in several sharing
+the ports), graceful stop; and the HTTP-only edge."""
 
 from __future__ import annotations
 
@@ -8,45 +8,19 @@ import logging
 import socket
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy.exc import DBAPIError
-
-from m2mauth.app import build_container, load_root_key
+from m2mauth.bootstrap import App
 from m2mauth.config import Settings
-from m2mauth.core.errors import StoreUnavailable
-from m2mauth.core.signing_keys import SigningKeyError
-from m2mauth.grpc.server import create_server
-from m2mauth.grpc.token_servicer import TokenServicer
 from m2mauth.http.app import create_http_app
-from m2mauth.http.backend import GrpcBackend, InProcessBackend
+from m2mauth.http.backend import GrpcBackend
 from m2mauth.http.server import bind, start_http_server
-from m2mauth.store.schema import SchemaError, migrate
-from m2mauth.store.sql import SqlStore
+from m2mauth.startup import Prepared, StartupError, prepare, prepare_app, start_serving
+from m2mauth.workers import serve_workers
 
 log = logging.getLogger("m2mauth")
 
 Echo = Callable[[str], None]
-
-
-class StartupError(Exception):
-    """The server cannot start; ``code`` is the process exit code."""
-
-    def __init__(self, message: str, code: int) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-def unreachable(exc: Exception) -> StartupError:
-    return StartupError(f"the database is unreachable: {exc.__cause__ or exc}", 3)
-
-
-@dataclass(frozen=True)
-class Prepared:
-    settings: Settings
-    root_key: bytes
-    first_admin_key: str | None
 
 
 def run(settings: Settings, stop: threading.Event, echo: Echo = print) -> int:
@@ -67,12 +41,12 @@ def run(settings: Settings, stop: threading.Event, echo: Echo = print) -> int:
         except OSError as exc:
             raise StartupError(f"cannot bind: {exc}", 2) from None
         settings = _resolve_ports(settings, reserved)
-        prepared = prepare(settings)
         if many:
-            from m2mauth.workers import serve_workers  # noqa: PLC0415 (it imports us)
-
+            prepared = prepare(settings)
             return serve_workers(prepared, stop, lambda urls: _banner(prepared, urls, echo))
-        return serve_in_process(prepared, http, stop, echo)
+        # One process: the App that checked the store is the one that serves.
+        app, prepared = prepare_app(settings)
+        return serve_in_process(prepared, app, http, stop, echo)
     except StartupError as exc:
         echo(f"m2mauth: cannot start: {exc}")
         return exc.code
@@ -90,102 +64,10 @@ def _resolve_ports(settings: Settings, reserved: list[socket.socket]) -> Setting
     return dataclasses.replace(settings, **changes).with_defaults() if changes else settings
 
 
-def prepare(settings: Settings) -> Prepared:
-    """Everything done once, before serving: schema, root key, signing keys, bootstrap."""
-    try:
-        if settings.dev:
-            migrate(settings.database_url)
-        store = SqlStore(settings.database_url)
-    except (StoreUnavailable, DBAPIError) as exc:
-        raise unreachable(exc) from None
-    try:
-        store.check_schema()
-        try:
-            root, created = load_root_key(settings)
-        except (OSError, ValueError) as exc:
-            raise StartupError(f"root key: {exc}", 2) from None
-        if created:
-            log.warning(
-                "created a new root key in %s (mode 0600); it encrypts signing keys and keys "
-                "credential hashes: back it up, and set M2MAUTH_ROOT_KEY in production",
-                settings.root_key_file,
-            )
-        container = build_container(settings, store, root)
-        # Signing keys exist before any worker serves (workers racing to create
-        # the first key would each make one).
-        container.tokens.ring.ensure_keys()
-        first = container.admin_keys.bootstrap() if settings.dev else None
-        return Prepared(settings, root, first)
-    except SchemaError as exc:
-        raise StartupError(str(exc), 2) from None
-    except SigningKeyError as exc:
-        # A signing key that this root key cannot decrypt: the wrong root key.
-        raise StartupError(str(exc), 2) from None
-    except StoreUnavailable as exc:
-        raise unreachable(exc) from None
-    finally:
-        store.close()
-
-
-@dataclass
-class Running:
-    """One process's servers, stoppable in order."""
-
-    grpc_port: int
-    http_port: int
-    _stop: Callable[[], None]
-
-    def stop(self) -> None:
-        self._stop()
-
-
-def start_serving(
-    prepared: Prepared, http_socket: socket.socket, *, reuse_port: bool = False
-) -> Running:
-    """Open the store and start gRPC and HTTP in this process."""
-    settings = prepared.settings
-    # A connection for every thread that may hold one at once (gRPC's and the
-    # shim's, ``workers`` each, plus background flushes): below that, SQLAlchemy
-    # opens and closes overflow connections per request under load.
-    store = SqlStore(settings.database_url, pool_size=2 * settings.workers + 2)
-    container = build_container(settings, store, prepared.root_key)
-    try:
-        container.tokens.start()
-    except StoreUnavailable as exc:
-        container.tokens.close()
-        store.close()
-        raise unreachable(exc) from None
-    grpc_server = create_server(
-        container,
-        settings.grpc_host,
-        settings.grpc_port,
-        workers=settings.workers,
-        reuse_port=reuse_port,
-    )
-    backend = InProcessBackend(
-        TokenServicer(container.tokens, container.admin_keys), store.ping, threads=settings.workers
-    )
-    http_server = start_http_server(
-        create_http_app(backend, settings.issuer),
-        http_socket,
-        grace=settings.grace_period_seconds,
-    )
-
-    def stop() -> None:
-        log.info("shutting down: health NOT_SERVING, draining in-flight calls")
-        http_server.stop(settings.grace_period_seconds)
-        grpc_server.stop(settings.grace_period_seconds)
-        container.tokens.close()
-        store.close()
-        log.info("stopped")
-
-    return Running(grpc_server.port, http_server.port, stop)
-
-
 def serve_in_process(
-    prepared: Prepared, http_socket: socket.socket, stop: threading.Event, echo: Echo
+    prepared: Prepared, app: App, http_socket: socket.socket, stop: threading.Event, echo: Echo
 ) -> int:
-    running = start_serving(prepared, http_socket)
+    running = start_serving(prepared, http_socket, app=app)
     settings = prepared.settings
     _banner(
         prepared,

@@ -27,7 +27,7 @@ from multiprocessing.context import SpawnProcess
 
 from m2mauth import logs
 from m2mauth.http.server import bind
-from m2mauth.serve import Prepared, StartupError, start_serving
+from m2mauth.startup import Prepared, StartupError, start_serving
 
 log = logging.getLogger("m2mauth.workers")
 

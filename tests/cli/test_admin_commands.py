@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from m2mauth.app import Container
+from m2mauth.bootstrap import App
 from m2mauth.core.models import Principal
 from tests.cli.conftest import Cli
 
@@ -82,7 +82,7 @@ def test_orgs_list_table_is_aligned_and_json_is_an_array_oldest_first(cli: Cli) 
     assert "false" in rows[3]
 
 
-def test_lists_page_through_everything_or_stop_at_the_limit(cli: Cli, container: Container) -> None:
+def test_lists_page_through_everything_or_stop_at_the_limit(cli: Cli, container: App) -> None:
     # More than one page (the server's maximum page size is 100).
     # Ids sort by creation time only to the millisecond: the list order is by id.
     made = sorted(container.organizations.create(ENV, f"o{i}", "", None).id for i in range(120))

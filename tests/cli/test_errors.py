@@ -24,12 +24,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from m2mauth.app import Container, build_container
+from m2mauth.bootstrap import App, bootstrap
 from m2mauth.core.errors import StoreUnavailable
 from m2mauth.core.interfaces import Store, UnitOfWork
-from m2mauth.grpc.management import OrganizationServicer
 from m2mauth.v1 import organization_service_pb2_grpc
 from tests.cli.conftest import Cli, one_error_line, run_cli
+from tests.delegating_store import DelegatingStore
 from tests.grpc import conftest as grpc_fixtures
 
 
@@ -200,11 +200,11 @@ def test_a_real_process_fails_in_exactly_one_line(
     assert done.stderr.startswith("error: ")
 
 
-class SwitchableStore:
+class SwitchableStore(DelegatingStore):
     """Delegates to a real store until switched off; then every use is StoreUnavailable."""
 
     def __init__(self, inner: Store) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.down = False
 
     def unit_of_work(self) -> AbstractContextManager[UnitOfWork]:
@@ -222,13 +222,12 @@ class SwitchableStore:
             raise StoreUnavailable()
         self.inner.ping()
 
-    def close(self) -> None:
-        self.inner.close()
-
 
 def test_store_unavailable_is_an_error_from_the_server_not_unreachable(store: Store) -> None:
     switchable = SwitchableStore(store)
-    container = build_container(grpc_fixtures.make_settings(), switchable, secrets.token_bytes(32))
+    container = bootstrap(
+        grpc_fixtures.make_settings(), store=switchable, root_key=secrets.token_bytes(32)
+    )
     key = container.admin_keys.create(None)[1]
     srv = grpc_fixtures.start_server(container)
     try:
@@ -305,12 +304,12 @@ def self_signed(directory: Path) -> tuple[bytes, bytes, Path]:
 
 
 @pytest.fixture
-def tls_server(container: Container, tmp_path: Path) -> Iterator[tuple[int, Path]]:
+def tls_server(container: App, tmp_path: Path) -> Iterator[tuple[int, Path]]:
     """The organization service behind TLS, and the CA file that trusts it."""
     key_pem, cert_pem, ca_file = self_signed(tmp_path)
     srv = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
     organization_service_pb2_grpc.add_OrganizationServiceServicer_to_server(
-        OrganizationServicer(container), srv
+        container.servicers.organizations, srv
     )
     port = srv.add_secure_port("127.0.0.1:0", grpc.ssl_server_credentials([(key_pem, cert_pem)]))
     srv.start()

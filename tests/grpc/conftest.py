@@ -11,10 +11,11 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2_grpc
 
-from m2mauth.app import Container, build_container
+from m2mauth.bootstrap import App, bootstrap
 from m2mauth.config import Settings
 from m2mauth.core.interfaces import Store
 from m2mauth.grpc.server import GrpcServer, create_server
+from m2mauth.store.sql import SqlStore
 from m2mauth.v1 import (
     application_service_pb2_grpc,
     audit_service_pb2_grpc,
@@ -22,6 +23,7 @@ from m2mauth.v1 import (
     organization_service_pb2_grpc,
     token_service_pb2_grpc,
 )
+from tests.token_world import TokenWorld, make_world
 
 
 @dataclass
@@ -55,19 +57,21 @@ def make_settings(**overrides: object) -> Settings:
 
 
 @pytest.fixture
-def container(store: Store) -> Iterator[Container]:
-    built = build_container(make_settings(), store, secrets.token_bytes(32))
-    built.tokens.start()
+def container(store: Store) -> Iterator[App]:
+    built = bootstrap(make_settings(), store=store, root_key=secrets.token_bytes(32))
+    built.start()
     yield built
-    built.tokens.close()
+    built.close()
 
 
-def start_server(container: Container) -> GrpcServer:
-    return create_server(container, "127.0.0.1", 0, workers=4, health_interval=0.1)
+def start_server(container: App) -> GrpcServer:
+    return create_server(
+        container.servicers, container.store.ping, "127.0.0.1", 0, workers=4, health_interval=0.1
+    )
 
 
 @pytest.fixture
-def server(container: Container) -> Iterator[GrpcServer]:
+def server(container: App) -> Iterator[GrpcServer]:
     srv = start_server(container)
     yield srv
     srv.stop(0)
@@ -80,6 +84,22 @@ def stubs(server: GrpcServer) -> Iterator[Stubs]:
 
 
 @pytest.fixture
-def admin_key(container: Container) -> str:
+def admin_key(container: App) -> str:
     """An environment admin key."""
     return container.admin_keys.create(None)[1]
+
+
+@pytest.fixture
+def world(store: Store) -> Iterator[TokenWorld]:
+    """The token world of the unit tier, over a real store (SQLite and PostgreSQL)."""
+    reopened: list[Store] = []
+
+    def reopen() -> Store:
+        reopened.append(SqlStore(store.url))  # type: ignore[attr-defined]
+        return reopened[-1]
+
+    w = make_world(store, reopen)
+    w.components.ring.ensure_keys()
+    yield w
+    for other in reopened:
+        other.close()

@@ -9,7 +9,7 @@ import grpc
 import pytest
 from google.protobuf import field_mask_pb2
 
-from m2mauth.app import Container
+from m2mauth.bootstrap import App
 from m2mauth.v1 import (
     application_service_pb2 as app_pb,
 )
@@ -72,7 +72,7 @@ def test_management_calls_need_an_admin_key(stubs: Stubs, admin_key: str) -> Non
     assert stubs.orgs.ListOrganizations(request, metadata=bearer(admin_key)) is not None
 
 
-def test_admin_keys_are_stored_hashed(container: Container, admin_key: str, store: Any) -> None:
+def test_admin_keys_are_stored_hashed(container: App, admin_key: str, store: Any) -> None:
     principal = container.admin_keys.authenticate(admin_key)
     with store.unit_of_work() as uow:
         stored = uow.get_admin_key_by_hash(container.hasher.hash(admin_key))
@@ -278,7 +278,7 @@ def test_application_in_unknown_organization(stubs: Stubs, admin_key: str) -> No
     assert err.fields == ["application.organization_id"]
 
 
-def test_client_secrets(stubs: Stubs, admin_key: str, container: Container) -> None:
+def test_client_secrets(stubs: Stubs, admin_key: str, container: App) -> None:
     org = create_org(stubs, admin_key)
     app = create_app(stubs, admin_key, org.id)
     md = bearer(admin_key)
@@ -336,7 +336,7 @@ def test_secret_expire_time_must_be_in_the_future(stubs: Stubs, admin_key: str) 
 
 
 def test_organization_key_sees_only_its_organization(
-    stubs: Stubs, admin_key: str, container: Container
+    stubs: Stubs, admin_key: str, container: App
 ) -> None:
     mine = create_org(stubs, admin_key, "Mine")
     theirs = create_org(stubs, admin_key, "Theirs")
@@ -508,7 +508,7 @@ def test_page_tokens_are_tamper_evident(stubs: Stubs, admin_key: str) -> None:
 
 
 def test_every_change_is_audited_without_secrets(
-    stubs: Stubs, admin_key: str, container: Container
+    stubs: Stubs, admin_key: str, container: App
 ) -> None:
     md = bearer(admin_key)
     key_id = container.admin_keys.authenticate(admin_key).admin_key_id
@@ -555,7 +555,7 @@ def test_every_change_is_audited_without_secrets(
 
 
 def test_organization_key_reads_only_its_audit_events(
-    stubs: Stubs, admin_key: str, container: Container
+    stubs: Stubs, admin_key: str, container: App
 ) -> None:
     mine = create_org(stubs, admin_key, "Mine")
     theirs = create_org(stubs, admin_key, "Theirs")

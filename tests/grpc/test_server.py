@@ -13,7 +13,7 @@ import pytest
 from grpc_health.v1 import health_pb2
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from m2mauth.app import build_container
+from m2mauth.bootstrap import bootstrap
 from m2mauth.core.applications import ApplicationFields
 from m2mauth.core.errors import StoreUnavailable
 from m2mauth.core.interfaces import Store, UnitOfWork
@@ -22,6 +22,7 @@ from m2mauth.store.schema import migrate
 from m2mauth.store.sql import SqlStore
 from m2mauth.v1 import organization_service_pb2 as org_pb
 from m2mauth.v1 import resources_pb2 as res
+from tests.delegating_store import DelegatingStore
 from tests.grpc.conftest import Stubs, bearer, make_settings, make_stubs, start_server
 from tests.grpc.rich_errors import rich_error
 from tests.tcp_proxy import TcpProxy
@@ -71,7 +72,7 @@ def proxied_store(postgres_url: str) -> Iterator[tuple[SqlStore, TcpProxy]]:
 
 def test_store_outage_is_unavailable_and_health_follows_it(postgres_url: str) -> None:
     with proxied_store(postgres_url) as (store, proxy):
-        container = build_container(make_settings(), store, secrets.token_bytes(32))
+        container = bootstrap(make_settings(), store=store, root_key=secrets.token_bytes(32))
         _, key = container.admin_keys.create(None)
         server = start_server(container)
         try:
@@ -121,30 +122,21 @@ def test_store_outage_is_unavailable_and_health_follows_it(postgres_url: str) ->
             server.stop(0)
 
 
-class FailingAuditStore:
+class FailingAuditStore(DelegatingStore):
     """Wraps a store so that writing an audit event fails like a dropped connection."""
-
-    def __init__(self, inner: Store) -> None:
-        self._inner = inner
 
     def _wrap(self, uow: UnitOfWork) -> UnitOfWork:
         return _FailingAudit(uow)
 
     @contextmanager
     def unit_of_work(self) -> Iterator[UnitOfWork]:
-        with self._inner.unit_of_work() as uow:
+        with self.inner.unit_of_work() as uow:
             yield self._wrap(uow)
 
     @contextmanager
     def reading(self) -> Iterator[UnitOfWork]:
-        with self._inner.reading() as uow:
+        with self.inner.reading() as uow:
             yield self._wrap(uow)
-
-    def ping(self) -> None:
-        self._inner.ping()
-
-    def close(self) -> None:
-        self._inner.close()
 
 
 class _FailingAudit:
@@ -159,11 +151,13 @@ class _FailingAudit:
 
 
 def test_a_change_whose_audit_event_fails_is_not_written(store: Store) -> None:
-    failing = build_container(make_settings(), FailingAuditStore(store), secrets.token_bytes(32))
+    failing = bootstrap(
+        make_settings(), store=FailingAuditStore(store), root_key=secrets.token_bytes(32)
+    )
     principal = Principal(admin_key_id="ak_test", organization_id=None)
     with pytest.raises(StoreUnavailable):
         failing.organizations.create(principal, "Half", "", None)
-    intact = build_container(make_settings(), store, secrets.token_bytes(32))
+    intact = bootstrap(make_settings(), store=store, root_key=secrets.token_bytes(32))
     assert intact.organizations.list(principal, 0, "").items == []
 
     org = intact.organizations.create(principal, "Whole", "", None)
@@ -193,7 +187,9 @@ class ExplodingStore(FailingAuditStore):
 
 
 def test_unexpected_errors_are_internal_without_details(store: Store) -> None:
-    container = build_container(make_settings(), ExplodingStore(store), secrets.token_bytes(32))
+    container = bootstrap(
+        make_settings(), store=ExplodingStore(store), root_key=secrets.token_bytes(32)
+    )
     _, key = container.admin_keys.create(None)
     server = start_server(container)
     try:

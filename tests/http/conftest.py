@@ -16,13 +16,12 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
-from m2mauth.app import Container, build_container
+from m2mauth.bootstrap import App, bootstrap
 from m2mauth.config import Settings
 from m2mauth.core.applications import ApplicationFields
 from m2mauth.core.interfaces import Store
 from m2mauth.core.models import Principal
 from m2mauth.grpc.server import GrpcServer, create_server
-from m2mauth.grpc.token_servicer import TokenServicer
 from m2mauth.http.app import create_http_app
 from m2mauth.http.backend import GrpcBackend, InProcessBackend, TokenBackend
 from m2mauth.http.server import HttpServer, bind, start_http_server
@@ -47,7 +46,7 @@ class Partner:
 class Shim:
     base_url: str
     issuer: str
-    container: Container
+    container: App
     admin_key: str
     backend_kind: str
 
@@ -79,15 +78,22 @@ def running_shim(store: Store, backend_kind: str, **settings: object) -> Iterato
     """Start the token components, (a gRPC server,) and the shim on port 0."""
     sock = bind("127.0.0.1", 0)
     config = shim_settings(sock.getsockname()[1], **settings)
-    container = build_container(config, store, secrets.token_bytes(32))
-    container.tokens.start()
+    container = bootstrap(config, store=store, root_key=secrets.token_bytes(32))
+    container.start()
     grpc_server: GrpcServer | None = None
     backend: TokenBackend
     if backend_kind == "grpc_upstream":
-        grpc_server = create_server(container, "127.0.0.1", 0, workers=8, health_interval=0.2)
+        grpc_server = create_server(
+            container.servicers,
+            container.store.ping,
+            "127.0.0.1",
+            0,
+            workers=8,
+            health_interval=0.2,
+        )
         backend = GrpcBackend(f"127.0.0.1:{grpc_server.port}")
     else:
-        servicer = TokenServicer(container.tokens, container.admin_keys)
+        servicer = container.servicers.tokens
         backend = InProcessBackend(servicer, store.ping)
     http: HttpServer = start_http_server(create_http_app(backend, config.issuer), sock, grace=1)
     try:
@@ -103,7 +109,7 @@ def running_shim(store: Store, backend_kind: str, **settings: object) -> Iterato
         http.stop(1)
         if grpc_server is not None:
             grpc_server.stop(0)
-        container.tokens.close()
+        container.close()
         sock.close()
 
 

@@ -15,6 +15,7 @@ from m2mauth.http.backend import InProcessBackend
 from m2mauth.store.sql import SqlStore
 from m2mauth.v1 import token_service_pb2 as pb
 from tests.http.conftest import running_shim
+from tests.token_requests import secret_request
 
 
 def test_store_access_inside_non_blocking_raises_would_block(store: SqlStore) -> None:
@@ -94,7 +95,7 @@ def test_introspection_reads_on_the_loop_only_on_sqlite(store: SqlStore) -> None
     with running_shim(store, "in_process") as shim:
         partner = shim.partner()
         tokens = shim.container.tokens
-        issued = tokens.issue_token("client_credentials", partner.client_id, partner.client_secret)
+        issued = tokens.issue_token(secret_request(partner.client_id, partner.client_secret))
         token = issued.access_token
         servicer = RecordingServicer(TokenServicer(tokens, shim.container.admin_keys))
         backend = InProcessBackend(servicer, store.ping, threads=1)

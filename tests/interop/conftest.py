@@ -23,10 +23,9 @@ from typing import Any
 import jwt
 import pytest
 
-from m2mauth.app import build_container
+from m2mauth.bootstrap import bootstrap
 from m2mauth.core.clock import utc_now
 from m2mauth.core.interfaces import Store
-from m2mauth.grpc.token_servicer import TokenServicer
 from m2mauth.http.app import create_http_app
 from m2mauth.http.backend import InProcessBackend
 from m2mauth.http.server import bind, start_http_server
@@ -66,9 +65,9 @@ def running_clocked_shim(store: Store, clock: MovableClock) -> Iterator[ClockedS
     """``running_shim(store, "in_process")`` with ``clock`` as the server's clock."""
     sock = bind("127.0.0.1", 0)
     config = shim_settings(sock.getsockname()[1])
-    container = build_container(config, store, secrets.token_bytes(32), clock=clock)
-    container.tokens.start()
-    backend = InProcessBackend(TokenServicer(container.tokens, container.admin_keys), store.ping)
+    container = bootstrap(config, store=store, root_key=secrets.token_bytes(32), clock=clock)
+    container.start()
+    backend = InProcessBackend(container.servicers.tokens, store.ping)
     http = start_http_server(create_http_app(backend, config.issuer), sock, grace=1)
     try:
         _, admin_key = container.admin_keys.create(None)
@@ -82,7 +81,7 @@ def running_clocked_shim(store: Store, clock: MovableClock) -> Iterator[ClockedS
         )
     finally:
         http.stop(1)
-        container.tokens.close()
+        container.close()
         sock.close()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from m2mauth.config import SETTINGS, Settings
@@ -32,3 +33,27 @@ def test_production_settings_say_what_is_missing() -> None:
         database_url="sqlite:///x", root_key="k", signing_algorithm="HS256", log_level="LOUD"
     ).with_defaults()
     assert len(bad.problems()) == 2
+
+
+def test_a_database_url_m2mauth_cannot_open_is_named_with_the_fix() -> None:
+    for url in ("mysql://root@db/m2m", "notaurl"):
+        [problem] = Settings(database_url=url, root_key="k").with_defaults().problems()
+        assert problem.startswith("--database-url: unsupported database URL")
+        assert "postgresql://" in problem
+        assert "sqlite:///" in problem
+    assert Settings(database_url="memory://demo", root_key="k").with_defaults().problems() == []
+    [many] = (
+        Settings(database_url="memory://demo", root_key="k", processes=2).with_defaults().problems()
+    )
+    assert "--processes 1" in many
+
+
+def test_every_setting_is_declared_once_with_its_help() -> None:
+    # SETTINGS is read off the Settings dataclass: a field without help is not a setting.
+    declared = {f.name for f in dataclasses.fields(Settings)} - {"dev", "data_dir"}
+    assert {s.name for s in SETTINGS} == declared
+    defaults = Settings()
+    for setting in SETTINGS:
+        assert setting.help
+        assert getattr(defaults, setting.name) == setting.default
+        assert isinstance(setting.default, setting.type)

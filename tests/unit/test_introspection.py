@@ -22,6 +22,7 @@ from m2mauth.core.client_auth import AuthenticatedClient
 from m2mauth.core.interfaces import Store
 from m2mauth.core.introspection import Introspector
 from m2mauth.core.models import AuditFilter, Principal, SigningKeyState
+from m2mauth.core.token_request import ClientCredentials
 from m2mauth.core.verification import SignedTokens
 from tests.unit.conftest import AUDIENCE, ENV, ISSUER, Client, CountingStore, TokenWorld
 
@@ -29,7 +30,7 @@ INACTIVE = {"active": False}
 
 
 def as_caller(world: TokenWorld, c: Client) -> AuthenticatedClient:
-    return world.components.authenticate_client(c.client_id, c.secret)
+    return world.components.authenticate_client(ClientCredentials(c.client_id, c.secret))
 
 
 def forge(world: TokenWorld, claims: dict[str, Any], **header: Any) -> str:
@@ -227,7 +228,7 @@ def test_an_organization_key_sees_only_its_organization(world: TokenWorld) -> No
 def test_bad_caller_credentials_are_invalid_client(world: TokenWorld) -> None:
     c = world.client()
     with pytest.raises(errors.InvalidClient):
-        world.components.authenticate_client(c.client_id, "wrong")
+        world.components.authenticate_client(ClientCredentials(c.client_id, "wrong"))
     world.components.flush()
     with world.store.unit_of_work() as uow:
         actions = [

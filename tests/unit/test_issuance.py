@@ -14,13 +14,15 @@ import pytest
 
 from m2mauth.core import errors, ids
 from m2mauth.core.applications import ApplicationFields
-from m2mauth.core.client_auth import ClientAuthenticator
+from m2mauth.core.client_auth import ClientAuthentication
+from m2mauth.core.client_credentials import ClientCredentialsGrant
+from m2mauth.core.client_secret_auth import ClientSecretAuth
 from m2mauth.core.interfaces import Store, UnitOfWork
-from m2mauth.core.issuance import TokenIssuer
+from m2mauth.core.issuance import AccessTokens, TokenEndpoint
 from m2mauth.core.models import AuditEvent, AuditFilter
 from m2mauth.core.usage import AuditQueue, UsageRecorder
+from tests.token_requests import secret_request
 from tests.unit.conftest import AUDIENCE, ENV, ISSUER, CountingStore, TokenWorld
-from tests.waiting import wait_for
 
 
 def decode(world: TokenWorld, token: str) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -150,14 +152,16 @@ def test_lifetime_override_is_clamped_to_the_maximum(
 def test_grant_type_is_checked_first(world: TokenWorld) -> None:
     c = world.client()
     with pytest.raises(errors.InvalidRequest) as missing:
-        world.components.issue_token("", c.client_id, c.secret)
+        world.components.issue_token(secret_request(c.client_id, c.secret, grant_type=""))
     assert missing.value.field == "grant_type"
     for other in ("password", "authorization_code", "CLIENT_CREDENTIALS"):
         with pytest.raises(errors.UnsupportedGrantType):
-            world.components.issue_token(other, c.client_id, c.secret)
+            world.components.issue_token(secret_request(c.client_id, c.secret, grant_type=other))
     # Even with bad credentials, the grant type is judged first (RFC 6749 section 5.2).
     with pytest.raises(errors.UnsupportedGrantType):
-        world.components.issue_token("password", "client_nobody", "wrong")
+        world.components.issue_token(
+            secret_request("client_nobody", "wrong", grant_type="password")
+        )
 
 
 # --- client authentication -------------------------------------------------------------
@@ -201,7 +205,7 @@ def test_every_invalid_client_case_is_the_same_error(world: TokenWorld) -> None:
     seen = set()
     for name, (client_id, secret) in cases.items():
         with pytest.raises(errors.InvalidClient) as info:
-            world.components.issue_token("client_credentials", client_id, secret)
+            world.components.issue_token(secret_request(client_id, secret))
         exc = info.value
         assert type(exc) is errors.InvalidClient, name
         seen.add((exc.reason, exc.message, str(exc), tuple(sorted(vars(exc).items()))))
@@ -219,7 +223,7 @@ def test_failed_authentications_are_audited_in_the_background(world: TokenWorld)
     cases = invalid_client_cases(world)
     for client_id, secret in cases.values():
         with pytest.raises(errors.InvalidClient):
-            world.components.issue_token("client_credentials", client_id, secret)
+            world.components.issue_token(secret_request(client_id, secret))
     # Nothing written on the request path...
     assert audit_events(world.store, "token.issue_failed") == []
     world.components.flush()
@@ -305,26 +309,11 @@ def test_the_hot_path_reads_the_store_rarely_and_never_writes(world: TokenWorld)
     c = world.client()
     counting.opened = 0
     for _ in range(50):
-        components.issue_token("client_credentials", c.client_id, c.secret)
+        components.issue_token(secret_request(c.client_id, c.secret))
     assert counting.opened == 1  # the one cache fill
     world.monotonic.advance(5)
-    components.issue_token("client_credentials", c.client_id, c.secret)
+    components.issue_token(secret_request(c.client_id, c.secret))
     assert counting.opened == 2
-
-
-def test_usage_is_flushed_in_the_background_and_on_close(world: TokenWorld) -> None:
-    components = world.build(flush_interval=3600)
-    components.start()
-    c = world.client()
-    for _ in range(3):
-        components.issue_token("client_credentials", c.client_id, c.secret)
-    assert world.apps.list_secrets(ENV, c.app.id)[0].last_used_at is None
-    used_at = world.clock()
-    world.clock.advance(30)
-    components.close()
-    [secret] = world.apps.list_secrets(ENV, c.app.id)
-    assert secret.last_used_at == used_at
-    components.close()  # idempotent
 
 
 def test_usage_survives_a_store_outage(world: TokenWorld) -> None:
@@ -367,50 +356,18 @@ def test_a_store_failure_is_unavailable_never_invalid_client(
 ) -> None:
     c = world.client()
     # Signing keys were loaded while the store was up; then it went away.
-    issuer = TokenIssuer(
-        ClientAuthenticator(dead_store, world.hasher, world.clock),
-        world.components.ring,
-        UsageRecorder(dead_store),
-        world.clock,
-        issuer=ISSUER,
-        default_audience=AUDIENCE,
-        default_ttl_seconds=600,
-        max_ttl_seconds=3600,
+    tokens = AccessTokens(
+        world.components.ring, UsageRecorder(dead_store), world.clock, issuer=ISSUER
     )
+    grant = ClientCredentialsGrant(
+        tokens, default_audience=AUDIENCE, default_ttl_seconds=600, max_ttl_seconds=3600
+    )
+    clients = ClientAuthentication([ClientSecretAuth(dead_store, world.hasher, world.clock)])
+    endpoint = TokenEndpoint(clients, [grant])
     for client_id, secret in (
         (c.client_id, c.secret),
         (c.client_id, "wrong"),
         (ids.new_id(ids.CLIENT), "wrong"),
     ):
         with pytest.raises(errors.StoreUnavailable):
-            issuer.issue("client_credentials", client_id, secret)
-
-
-def test_background_threads_flush_usage_and_maintain_keys(world: TokenWorld) -> None:
-    components = world.build(flush_interval=0.02, maintenance_interval=0.02)
-    components.start()
-    components.start()  # idempotent: no second set of threads
-    assert len(components._threads) == 2
-    c = world.client()
-    components.issue_token("client_credentials", c.client_id, c.secret)
-    assert wait_for(
-        lambda: world.apps.list_secrets(ENV, c.app.id)[0].last_used_at is not None, interval=0.01
-    )
-
-    old_kid = components.ring.current_signer()[0]
-    world.components.ring.rotate()  # "another process" rotates...
-    assert wait_for(
-        lambda: components.ring.current_signer()[0] != old_kid, interval=0.01
-    )  # ...and it is seen
-    # retire_at: max TTL + leeway + the rotating ring's refresh period (30 s).
-    world.clock.advance(3600 + 30 + 30)
-    assert wait_for(lambda: components.ring.verification_key(old_kid) is None, interval=0.01)
-    assert wait_for(lambda: old_kid not in {k["kid"] for k in components.jwks()}, interval=0.01)
-
-    def state_of_old_key() -> str:
-        return next(k.state.value for k in components.ring.list_keys() if k.id == old_kid)
-
-    assert wait_for(
-        lambda: state_of_old_key() == "retired", interval=0.01
-    )  # written by the maintenance thread
-    components.close()
+            endpoint.issue(secret_request(client_id, secret))

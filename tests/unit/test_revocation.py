@@ -6,6 +6,8 @@ import pytest
 
 from m2mauth.core import errors
 from m2mauth.core.models import AuditEvent, AuditFilter, Principal
+from m2mauth.core.token_request import ClientCredentials
+from tests.token_requests import secret_request
 from tests.unit.conftest import ENV, TokenWorld
 
 INACTIVE = {"active": False}
@@ -21,7 +23,7 @@ def test_the_owner_revokes_its_token(world: TokenWorld) -> None:
     c = world.client()
     issued = world.issue(c)
     other = world.issue(c)
-    caller = world.components.authenticate_client(c.client_id, c.secret)
+    caller = world.components.authenticate_client(ClientCredentials(c.client_id, c.secret))
     assert world.components.revoke(issued.access_token, caller) is True
     assert world.components.introspect(issued.access_token, ENV) == INACTIVE
     assert world.components.introspect(other.access_token, ENV)["active"] is True
@@ -59,7 +61,9 @@ def test_another_applications_token_is_refused_and_stays_active(world: TokenWorl
     owner = world.client(org)
     intruder = world.client(org)
     token = world.issue(owner).access_token
-    caller = world.components.authenticate_client(intruder.client_id, intruder.secret)
+    caller = world.components.authenticate_client(
+        ClientCredentials(intruder.client_id, intruder.secret)
+    )
     with pytest.raises(errors.UnauthorizedClient) as info:
         world.components.revoke(token, caller)
     assert info.value.reason == "UNAUTHORIZED_CLIENT"
@@ -86,7 +90,7 @@ def test_an_expired_token_needs_no_revocation(world: TokenWorld) -> None:
     c = world.client()
     issued = world.issue(c)
     world.clock.advance(600 + 30)  # past exp and the leeway
-    caller = world.components.authenticate_client(c.client_id, c.secret)
+    caller = world.components.authenticate_client(ClientCredentials(c.client_id, c.secret))
     assert world.components.revoke(issued.access_token, caller) is False
     assert revoke_events(world) == []
     with world.store.unit_of_work() as uow:
@@ -99,7 +103,9 @@ def test_an_expired_token_of_another_application_is_still_refused(world: TokenWo
     intruder = world.client()
     token = world.issue(owner).access_token
     world.clock.advance(3600)
-    caller = world.components.authenticate_client(intruder.client_id, intruder.secret)
+    caller = world.components.authenticate_client(
+        ClientCredentials(intruder.client_id, intruder.secret)
+    )
     with pytest.raises(errors.UnauthorizedClient):
         world.components.revoke(token, caller)
 
@@ -108,11 +114,11 @@ def test_revocations_survive_a_restart(world: TokenWorld) -> None:
     c = world.client()
     token = world.issue(c).access_token
     world.components.revoke(token, ENV)
-    world.components.close()
+    world.components.flush()
     restarted = world.build(world.reopen())
     restarted.ring.ensure_keys()
     assert restarted.introspect(token, ENV) == INACTIVE
-    fresh = restarted.issue_token("client_credentials", c.client_id, c.secret).access_token
+    fresh = restarted.issue_token(secret_request(c.client_id, c.secret)).access_token
     assert restarted.introspect(fresh, ENV)["active"] is True
 
 

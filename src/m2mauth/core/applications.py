@@ -8,18 +8,18 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from m2mauth.core import audit, ids, validation
-from m2mauth.core.audit import Page
 from m2mauth.core.clock import Clock
 from m2mauth.core.credentials import CLIENT_SECRET_PREFIX, CredentialHasher
 from m2mauth.core.errors import InvalidField, NotFound, SecretLimitReached
 from m2mauth.core.interfaces import Store, UnitOfWork
 from m2mauth.core.models import Application, ClientSecret, Principal
 from m2mauth.core.organizations import visible_organization
-from m2mauth.core.pagination import PageTokenCodec, page_size
+from m2mauth.core.pagination import Page, Pager, PageTokenCodec
 
 UPDATABLE = ("name", "description", "scopes", "audiences", "token_ttl_seconds", "enabled")
 RESOURCE = "application"
 DEFAULT_MAX_SECRETS = 5
+DEFAULT_MAX_TOKEN_TTL_SECONDS = 86400
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -52,12 +52,16 @@ class Applications:
         hasher: CredentialHasher,
         clock: Clock,
         max_secrets: int = DEFAULT_MAX_SECRETS,
+        max_token_ttl_seconds: int = DEFAULT_MAX_TOKEN_TTL_SECONDS,
     ) -> None:
         self._store = store
         self._pages = pages
         self._hasher = hasher
         self._clock = clock
         self._max_secrets = max_secrets
+        # An override above the server's cap would be clamped at issuance:
+        # refuse it here, where the operator can see why.
+        self._max_token_ttl = max_token_ttl_seconds
 
     # --- applications ----------------------------------------------------
     def create(
@@ -77,7 +81,7 @@ class Applications:
             ),
             scopes=validation.scopes(f.scopes),
             audiences=validation.audiences(f.audiences),
-            token_ttl_seconds=validation.token_ttl(f.token_ttl_seconds),
+            token_ttl_seconds=validation.token_ttl(f.token_ttl_seconds, self._max_token_ttl),
             enabled=True if f.enabled is None else f.enabled,
             created_at=now,
             updated_at=now,
@@ -108,19 +112,17 @@ class Applications:
     def list(
         self, principal: Principal, organization_id: str, requested_page_size: int, token: str
     ) -> Page[Application]:
-        limit = page_size(requested_page_size)
-        filters = {"org": organization_id}
-        after = self._pages.decode("applications", token, filters)
+        pager = Pager(
+            self._pages, "applications", {"org": organization_id}, requested_page_size, token
+        )
         with self._store.reading() as uow:
             if organization_id:
                 visible_organization(uow, principal, organization_id)
             scope = organization_id or principal.organization_id
-            rows = uow.list_applications(organization_id=scope, after_id=after, limit=limit + 1)
-        items = rows[:limit]
-        next_token = (
-            self._pages.encode("applications", items[-1].id, filters) if len(rows) > limit else ""
-        )
-        return Page(items, next_token)
+            rows = uow.list_applications(
+                organization_id=scope, after_id=pager.cursor, limit=pager.fetch
+            )
+        return pager.page(rows)
 
     def update(
         self, principal: Principal, app_id: str, mask: Sequence[str], f: ApplicationFields
@@ -140,7 +142,9 @@ class Applications:
         if "audiences" in paths:
             changes["audiences"] = validation.audiences(f.audiences)
         if "token_ttl_seconds" in paths:
-            changes["token_ttl_seconds"] = validation.token_ttl(f.token_ttl_seconds)
+            changes["token_ttl_seconds"] = validation.token_ttl(
+                f.token_ttl_seconds, self._max_token_ttl
+            )
         if "enabled" in paths:
             changes["enabled"] = bool(f.enabled)
         with self._store.unit_of_work() as uow:

@@ -2,23 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Generic, TypeVar
 
 from m2mauth.core import ids
 from m2mauth.core.errors import InvalidField, NotFound
 from m2mauth.core.interfaces import Store
 from m2mauth.core.models import AuditEvent, AuditFilter, Principal
-from m2mauth.core.pagination import PageTokenCodec, page_size
-
-T = TypeVar("T")
-
-
-@dataclass(frozen=True, slots=True)
-class Page(Generic[T]):
-    items: list[T]
-    next_page_token: str
+from m2mauth.core.pagination import Page, Pager, PageTokenCodec
 
 
 def event(
@@ -66,16 +56,13 @@ class AuditReader:
                 start=flt.start,
                 end=flt.end,
             )
-        limit = page_size(requested_page_size)
         filters = {
             "org": flt.organization_id or "",
             "app": flt.application_id or "",
             "start": flt.start.isoformat() if flt.start else "",
             "end": flt.end.isoformat() if flt.end else "",
         }
-        before = self._pages.decode("audit", page_token, filters)
+        pager = Pager(self._pages, "audit", filters, requested_page_size, page_token)
         with self._store.reading() as uow:
-            rows = uow.list_audit_events(flt, before_id=before, limit=limit + 1)
-        items = rows[:limit]
-        token = self._pages.encode("audit", items[-1].id, filters) if len(rows) > limit else ""
-        return Page(items, token)
+            rows = uow.list_audit_events(flt, before_id=pager.cursor, limit=pager.fetch)
+        return pager.page(rows)

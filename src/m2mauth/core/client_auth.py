@@ -1,49 +1,32 @@
-"""Client authentication with client_id + client_secret (RFC 6749 section 2.3.1).
+"""Client authentication at the token endpoint (RFC 6749 section 2.3): the seam.
 
-Every failure is the one :class:`~m2mauth.core.errors.InvalidClient`: unknown
-client, wrong, revoked or expired secret, disabled application, disabled or
-deleted organization. Each failed attempt does the same work (a fresh store
-read and keyed-hash comparisons, against a decoy hash for an unknown client),
-so neither the answer nor its timing tells the cases apart. A store failure is
-never an authentication failure: StoreUnavailable propagates.
-
-The hot path reads the store rarely: a successful lookup (application,
-organization, secrets) is cached per client_id for ``cache_ttl_seconds``
-(default 5 s). The bound this gives: a revoked secret, a disabled application
-or organization, or a deleted one, stops authenticating in this process at
-most ``cache_ttl_seconds`` after the change is committed. A secret expiring by
-its ``expires_at`` stops at once (checked against the clock on every call).
-A failed match is always re-checked against the store, never answered from
-the cache, so a just-created secret or a just re-enabled application works
-immediately.
+A :class:`ClientAuthMethod` is one way for a client to prove who it is
+(client_secret_basic and client_secret_post today, see
+:mod:`m2mauth.core.client_secret_auth`). :class:`ClientAuthentication` picks
+the method whose credentials the request carries and lets it decide. Every
+failure is the one :class:`~m2mauth.core.errors.InvalidClient`, whatever the
+method and whatever the reason, so a caller never learns why; the reason goes
+to the audit log through the ``on_failure`` sink. A store failure is never an
+authentication failure: StoreUnavailable propagates.
 """
 
 from __future__ import annotations
 
-import threading
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple, Protocol
 
-from m2mauth.core import ids
-from m2mauth.core.clock import Clock
-from m2mauth.core.credentials import CredentialHasher
-from m2mauth.core.errors import InvalidClient
-from m2mauth.core.interfaces import Store
+from m2mauth.core.errors import InvalidClient, InvalidRequest
 from m2mauth.core.models import Application, ClientSecret, Organization
+from m2mauth.core.token_request import ClientCredentials
 
-DEFAULT_CACHE_TTL_SECONDS = 5.0
-DEFAULT_CACHE_SIZE = 10_000
-# Longest client_id we look up; ours are "client_" + 26 characters.
+# Longest client_id we look up or record; ours are "client_" + 26 characters.
 MAX_CLIENT_ID_LENGTH = 64
-# Well-formed ids that are never issued (all-zero ULID body, the epoch).
-_NO_ORGANIZATION = "org_" + "0" * 26
-_NO_APPLICATION = "app_" + "0" * 26
 
 
 class AuthenticatedClient(NamedTuple):
-    """The application whose secret matched, its organization and that secret."""
+    """The application that proved its identity, its organization and the
+    secret it used."""
 
     application: Application
     organization: Organization
@@ -55,142 +38,68 @@ class AuthFailure:
     """Why an authentication failed: for the audit log only, never for the caller."""
 
     client_id: str  # as presented, truncated
-    reason: str  # unknown_client | invalid_secret | application_disabled | ...
+    reason: str  # missing_credentials | unknown_client | invalid_secret | ...
     application: Application | None
 
 
 FailureSink = Callable[[AuthFailure], None]
 
 
-@dataclass(frozen=True, slots=True)
-class _Lookup:
-    application: Application | None
-    organization: Organization | None
-    secrets: tuple[ClientSecret, ...]
-    expires: float  # time.monotonic()
+def failed(
+    client_id: str, reason: str, app: Application | None, on_failure: FailureSink | None
+) -> InvalidClient:
+    """Report a failure to the sink and return the one error to raise."""
+    if on_failure is not None:
+        on_failure(AuthFailure(client_id[:MAX_CLIENT_ID_LENGTH], reason, app))
+    return InvalidClient()
 
 
-class ClientAuthenticator:
-    def __init__(
-        self,
-        store: Store,
-        hasher: CredentialHasher,
-        clock: Clock,
-        *,
-        cache_ttl_seconds: float = DEFAULT_CACHE_TTL_SECONDS,
-        cache_size: int = DEFAULT_CACHE_SIZE,
-        monotonic: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._store = store
-        self._hasher = hasher
-        self._clock = clock
-        self._ttl = cache_ttl_seconds
-        self._size = cache_size
-        self._monotonic = monotonic
-        self._cache: dict[str, _Lookup] = {}
-        self._lock = threading.Lock()
+class ClientAuthMethod(Protocol):
+    """One client authentication method."""
+
+    # The RFC 8414 ``token_endpoint_auth_methods_supported`` values it serves.
+    names: ClassVar[tuple[str, ...]]
+
+    def presented(self, credentials: ClientCredentials) -> bool:
+        """Whether the request carries this method's credentials."""
+        ...
 
     def authenticate(
-        self, client_id: str, client_secret: str, on_failure: FailureSink | None = None
+        self, credentials: ClientCredentials, on_failure: FailureSink | None
     ) -> AuthenticatedClient:
-        """The authenticated client, or InvalidClient (StoreUnavailable propagates)."""
-        if not client_id or not client_secret:
-            # RFC 6749 section 5.2: missing client authentication is invalid_client.
-            raise self._failure(client_id, "missing_credentials", None, on_failure)
-        cached = self._cached(client_id)
-        if cached is not None:
-            ok, _ = self._check(cached, client_secret)
-            if ok is not None:
-                return ok
-        # Miss, expired entry, or no match: ask the store. Every failure takes
-        # this path, so every failure costs the same unit of work.
-        lookup = self._load(client_id)
-        ok, reason = self._check(lookup, client_secret)
-        if ok is not None:
-            self._remember(client_id, lookup)
-            return ok
-        self._forget(client_id)
-        raise self._failure(client_id, reason, lookup.application, on_failure)
+        """The client, or InvalidClient made by :func:`failed` (StoreUnavailable propagates)."""
+        ...
 
     def invalidate(self, client_id: str | None = None) -> None:
-        """Drop cached lookups (one client, or all)."""
-        with self._lock:
-            if client_id is None:
-                self._cache.clear()
-            else:
-                self._cache.pop(client_id, None)
+        """Forget what is cached about one client (or every client)."""
+        ...
 
-    # --- internals ----------------------------------------------------------
-    def _failure(
-        self,
-        client_id: str,
-        reason: str,
-        app: Application | None,
-        on_failure: FailureSink | None,
-    ) -> InvalidClient:
-        """Report the failure (for the audit log) and return the one error to raise."""
-        if on_failure is not None:
-            on_failure(AuthFailure(client_id[:MAX_CLIENT_ID_LENGTH], reason, app))
-        return InvalidClient()
 
-    def _cached(self, client_id: str) -> _Lookup | None:
-        entry = self._cache.get(client_id)
-        if entry is None or entry.expires <= self._monotonic():
-            return None
-        return entry
+class ClientAuthentication:
+    """Dispatches a request's credentials to the one method that recognises them."""
 
-    def _remember(self, client_id: str, lookup: _Lookup) -> None:
-        with self._lock:
-            if len(self._cache) >= self._size and client_id not in self._cache:
-                now = self._monotonic()
-                for key in [k for k, v in self._cache.items() if v.expires <= now]:
-                    del self._cache[key]
-                while len(self._cache) >= self._size:
-                    del self._cache[next(iter(self._cache))]  # oldest inserted
-            self._cache[client_id] = lookup
+    def __init__(self, methods: Sequence[ClientAuthMethod]) -> None:
+        self._methods = tuple(methods)
 
-    def _forget(self, client_id: str) -> None:
-        with self._lock:
-            self._cache.pop(client_id, None)
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(name for method in self._methods for name in method.names)
 
-    def _load(self, client_id: str) -> _Lookup:
-        expires = self._monotonic() + self._ttl
-        # A client_id that cannot be ours is unknown without asking the store
-        # (it reveals nothing: the id grammar is public).
-        if len(client_id) > MAX_CLIENT_ID_LENGTH or not ids.is_id(client_id, ids.CLIENT):
-            return _Lookup(None, None, (), expires)
-        with self._store.reading() as uow:
-            app = uow.get_application_by_client_id(client_id)
-            # An unknown client makes the same reads as a known one (with ids
-            # that match nothing), so the store round trips do not tell them
-            # apart. The organization is the application's stored one: that
-            # is where a token's org_id comes from, never the request.
-            org = uow.get_organization(app.organization_id if app else _NO_ORGANIZATION)
-            secrets = tuple(uow.list_client_secrets(app.id if app else _NO_APPLICATION))
-        if app is None:
-            return _Lookup(None, None, (), expires)
-        return _Lookup(app, org, secrets, expires)
+    def authenticate(
+        self, credentials: ClientCredentials, on_failure: FailureSink | None = None
+    ) -> AuthenticatedClient:
+        chosen = [m for m in self._methods if m.presented(credentials)]
+        if not chosen:
+            # RFC 6749 section 5.2: missing client authentication is invalid_client.
+            raise failed(credentials.client_id, "missing_credentials", None, on_failure)
+        if len(chosen) > 1:
+            # RFC 6749 section 2.3: "The client MUST NOT use more than one
+            # authentication method in each request."
+            raise InvalidRequest(
+                "client_authentication", "use exactly one client authentication method"
+            )
+        return chosen[0].authenticate(credentials, on_failure)
 
-    def _check(self, lookup: _Lookup, presented: str) -> tuple[AuthenticatedClient | None, str]:
-        """Compare against every live secret (constant time each, no early exit)."""
-        now = self._clock()
-        matched: ClientSecret | None = None
-        if lookup.application is None:
-            # Same work as a known client with one secret (RFC 6749 section 2.3.1).
-            self._hasher.matches(presented, self._hasher.decoy_hash)
-            return None, "unknown_client"
-        for secret in lookup.secrets:
-            live = secret.expires_at is None or secret.expires_at > now
-            if self._hasher.matches(presented, secret.secret_hash) and live:
-                matched = secret
-        if not lookup.secrets:
-            self._hasher.matches(presented, self._hasher.decoy_hash)
-        if matched is None:
-            return None, "invalid_secret"
-        if not lookup.application.enabled:
-            return None, "application_disabled"
-        if lookup.organization is None:
-            return None, "organization_missing"
-        if not lookup.organization.enabled:
-            return None, "organization_disabled"
-        return AuthenticatedClient(lookup.application, lookup.organization, matched), ""
+    def invalidate(self, client_id: str | None = None) -> None:
+        for method in self._methods:
+            method.invalidate(client_id)

@@ -112,8 +112,8 @@ class UnsupportedGrantType(DomainError):
 
     reason = "UNSUPPORTED_GRANT_TYPE"
 
-    def __init__(self, grant_type: str) -> None:
-        super().__init__(f"grant_type {grant_type!r} is not supported; use client_credentials")
+    def __init__(self, grant_type: str, supported: str = "client_credentials") -> None:
+        super().__init__(f"grant_type {grant_type!r} is not supported; use {supported}")
         self.field = "grant_type"
 
 

@@ -22,7 +22,9 @@ AUDIT_EVENT = "evt"
 ADMIN_KEY = "ak"
 TOKEN = "tok"  # noqa: S105 - an id prefix
 
-_BODY = re.compile(r"^[0-9A-HJKMNP-TV-Z]{26}$")
+_BODY_LENGTH = 26
+_TIME_LENGTH = 10  # 48 bits of milliseconds in the first 10 characters
+_BODY = re.compile(f"[{re.escape(_CROCKFORD)}]{{{_BODY_LENGTH}}}")
 
 
 def new_id(prefix: str, now_ms: int | None = None) -> str:
@@ -30,7 +32,7 @@ def new_id(prefix: str, now_ms: int | None = None) -> str:
     ms = int(time.time() * 1000) if now_ms is None else now_ms
     value = (ms << 80) | secrets.randbits(80)
     chars = []
-    for _ in range(26):
+    for _ in range(_BODY_LENGTH):
         chars.append(_CROCKFORD[value & 31])
         value >>= 5
     return f"{prefix}_{''.join(reversed(chars))}"
@@ -39,4 +41,13 @@ def new_id(prefix: str, now_ms: int | None = None) -> str:
 def is_id(value: str, prefix: str) -> bool:
     """Whether ``value`` is well-formed for ``prefix`` (says nothing of existence)."""
     head, sep, body = value.partition("_")
-    return sep == "_" and head == prefix and bool(_BODY.match(body))
+    return sep == "_" and head == prefix and _BODY.fullmatch(body) is not None
+
+
+def time_ms(value: str) -> int:
+    """The creation time, in milliseconds, that a well-formed id carries."""
+    body = value.partition("_")[2]
+    ms = 0
+    for char in body[:_TIME_LENGTH]:
+        ms = ms * 32 + _CROCKFORD.index(char)
+    return ms

@@ -3,7 +3,11 @@
 One :class:`Store` hands out :class:`UnitOfWork` objects; everything done
 through one unit of work commits together when the ``with`` block ends
 normally and rolls back on any exception, so a change and its audit event are
-never half written. Implementations raise :class:`~m2mauth.core.errors.
+never half written. A unit of work is the sum of small interfaces, one per
+aggregate (organizations, applications, client secrets, admin keys, audit,
+signing keys, revocations): each says what its aggregate needs and nothing
+else, and the contract suite (tests/store) checks each on every backend,
+the in-memory one included. Implementations raise :class:`~m2mauth.core.errors.
 StoreUnavailable` for any failure of the database itself and
 :class:`~m2mauth.core.errors.AlreadyExists` for unique violations; they never
 return a wrong "absent" because the database was down.
@@ -30,8 +34,9 @@ from m2mauth.core.models import (
 )
 
 
-class UnitOfWork(Protocol):
-    # --- organizations -------------------------------------------------
+class OrganizationStore(Protocol):
+    """Organizations (ids ``org_...``, ``external_id`` unique when set)."""
+
     def add_organization(self, org: Organization) -> None:
         """Insert. AlreadyExists(field="external_id") if that is taken."""
 
@@ -51,7 +56,10 @@ class UnitOfWork(Protocol):
 
     def count_applications(self, org_id: str) -> int: ...
 
-    # --- applications --------------------------------------------------
+
+class ApplicationStore(Protocol):
+    """M2M applications (``client_id`` unique), each in one organization."""
+
     def add_application(self, app: Application) -> None: ...
 
     def get_application(self, app_id: str) -> Application | None: ...
@@ -69,7 +77,10 @@ class UnitOfWork(Protocol):
     def delete_application(self, app_id: str) -> None:
         """Delete the application and its secrets."""
 
-    # --- client secrets ------------------------------------------------
+
+class ClientSecretStore(Protocol):
+    """Client secrets of an application, stored as keyed hashes."""
+
     def add_client_secret(self, secret: ClientSecret) -> None: ...
 
     def list_client_secrets(self, application_id: str) -> list[ClientSecret]:
@@ -87,14 +98,20 @@ class UnitOfWork(Protocol):
     def record_secret_usage(self, usages: Sequence[SecretUsage]) -> None:
         """Apply coalesced usage: last_used_at = max(stored, given)."""
 
-    # --- admin keys ----------------------------------------------------
+
+class AdminKeyStore(Protocol):
+    """Admin keys of the management plane, looked up by keyed hash."""
+
     def add_admin_key(self, key: AdminKey) -> None: ...
 
     def get_admin_key_by_hash(self, key_hash: bytes) -> AdminKey | None: ...
 
     def count_admin_keys(self) -> int: ...
 
-    # --- audit ---------------------------------------------------------
+
+class AuditStore(Protocol):
+    """The append-only audit log."""
+
     def add_audit_event(self, event: AuditEvent) -> None: ...
 
     def list_audit_events(
@@ -103,7 +120,10 @@ class UnitOfWork(Protocol):
         """Descending by id (newest first), ids < before_id."""
         ...
 
-    # --- signing keys --------------------------------------------------
+
+class SigningKeyStore(Protocol):
+    """Signing keys (private parts encrypted) and their lifecycle states."""
+
     def lock_signing_keys(self) -> None:
         """Serialise key lifecycle changes across processes until commit
         (a transaction-scoped advisory lock on PostgreSQL)."""
@@ -116,7 +136,10 @@ class UnitOfWork(Protocol):
 
     def update_signing_key(self, key: SigningKey) -> None: ...
 
-    # --- revocation ----------------------------------------------------
+
+class RevocationStore(Protocol):
+    """Revoked token ids, and the one read introspection makes."""
+
     def add_revoked_token(self, revoked: RevokedToken) -> None:
         """Insert; a second revocation of one jti is a no-op."""
 
@@ -133,6 +156,19 @@ class UnitOfWork(Protocol):
         ...
 
 
+class UnitOfWork(
+    OrganizationStore,
+    ApplicationStore,
+    ClientSecretStore,
+    AdminKeyStore,
+    AuditStore,
+    SigningKeyStore,
+    RevocationStore,
+    Protocol,
+):
+    """Every aggregate's interface, in one transaction."""
+
+
 class Store(Protocol):
     def unit_of_work(self) -> AbstractContextManager[UnitOfWork]: ...
 
@@ -145,5 +181,12 @@ class Store(Protocol):
 
     def ping(self) -> None:
         """Raise StoreUnavailable unless the database answers."""
+
+    def migrate(self) -> None:
+        """Bring the schema to this version (a no-op where there is none)."""
+
+    def check_schema(self) -> None:
+        """Raise an exception naming the problem (m2mauth.store.schema.SchemaError)
+        unless the schema is this version's."""
 
     def close(self) -> None: ...

@@ -9,8 +9,10 @@ never says why.
 
 Cost: the JWT is checked in memory (parsed keys), then ONE indexed store read
 (``get_token_state``) decides revocation, kill switches and enabled flags.
-There is no cache, so a revocation is effective on the very next call, in
-every process. A store failure raises StoreUnavailable: it is never turned
+Nothing that revocation, a kill switch or a disabled flag changes is held
+in memory (only verified signatures are remembered, see
+:mod:`m2mauth.core.verification`), so a revocation is effective on the very
+next call, in every process. A store failure raises StoreUnavailable: it is never turned
 into ``active: false`` for a valid token, nor ``true`` for a revoked one.
 """
 

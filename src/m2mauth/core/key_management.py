@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from m2mauth.core.audit import Page
 from m2mauth.core.errors import InvalidField, PermissionDenied
 from m2mauth.core.models import Principal, SigningKey, SigningKeyState
-from m2mauth.core.pagination import PageTokenCodec, page_size
+from m2mauth.core.pagination import Page, Pager, PageTokenCodec
 from m2mauth.core.signing_keys import ALGORITHMS, SigningKeyRing
 
 
@@ -24,22 +23,17 @@ class SigningKeyAdmin:
     ) -> Page[SigningKey]:
         """Newest first (AIP-158 pages; the token carries the last id shown)."""
         _require_environment(principal, "list signing keys")
-        limit = page_size(requested_page_size)
         filters = {"retired": "1" if show_retired else "0"}
-        before = self._pages.decode("signing_keys", token, filters)
+        pager = Pager(self._pages, "signing_keys", filters, requested_page_size, token)
         # Few keys exist (two live ones plus those rotated out), so listing
         # them all and paging in memory is simpler than a keyset query.
         rows = [
             k
             for k in self._ring.list_keys()
             if (show_retired or k.state is not SigningKeyState.RETIRED)
-            and (before is None or k.id < before)
+            and (pager.cursor is None or k.id < pager.cursor)
         ]
-        items = rows[:limit]
-        next_token = (
-            self._pages.encode("signing_keys", items[-1].id, filters) if len(rows) > limit else ""
-        )
-        return Page(items, next_token)
+        return pager.page(rows)
 
     def rotate(self, principal: Principal, algorithm: str | None) -> tuple[SigningKey, SigningKey]:
         """Promote NEXT now; (current, next). See SigningKeyRing.rotate for the caveat."""

@@ -7,12 +7,11 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from m2mauth.core import audit, ids, validation
-from m2mauth.core.audit import Page
 from m2mauth.core.clock import Clock
 from m2mauth.core.errors import FailedPrecondition, NotFound, PermissionDenied
 from m2mauth.core.interfaces import Store, UnitOfWork
 from m2mauth.core.models import Organization, Principal
-from m2mauth.core.pagination import PageTokenCodec, page_size
+from m2mauth.core.pagination import Page, Pager, PageTokenCodec
 
 UPDATABLE = ("name", "external_id", "enabled")
 RESOURCE = "organization"
@@ -77,17 +76,12 @@ class Organizations:
     def list(
         self, principal: Principal, requested_page_size: int, token: str
     ) -> Page[Organization]:
-        limit = page_size(requested_page_size)
-        after = self._pages.decode("organizations", token, {})
+        pager = Pager(self._pages, "organizations", {}, requested_page_size, token)
         with self._store.reading() as uow:
             rows = uow.list_organizations(
-                after_id=after, limit=limit + 1, only_id=principal.organization_id
+                after_id=pager.cursor, limit=pager.fetch, only_id=principal.organization_id
             )
-        items = rows[:limit]
-        next_token = (
-            self._pages.encode("organizations", items[-1].id, {}) if len(rows) > limit else ""
-        )
-        return Page(items, next_token)
+        return pager.page(rows)
 
     def update(
         self,

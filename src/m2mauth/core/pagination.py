@@ -13,8 +13,19 @@ import binascii
 import hashlib
 import hmac
 import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Generic, Protocol, TypeVar
 
 from m2mauth.core.errors import InvalidField, InvalidPageToken
+
+
+class HasId(Protocol):
+    @property
+    def id(self) -> str: ...
+
+
+T = TypeVar("T", bound=HasId)
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 100
@@ -65,3 +76,44 @@ class PageTokenCodec:
         ):
             raise InvalidPageToken()
         return str(data["k"])
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    items: list[T]
+    next_page_token: str
+
+
+class Pager:
+    """One List call's paging (AIP-158), for a store that lists by id.
+
+    Ask the store for :attr:`fetch` rows after (or before) :attr:`cursor`;
+    :meth:`page` keeps ``page_size`` of them and signs a token for the next
+    page only if the extra row showed there is one.
+    """
+
+    def __init__(
+        self,
+        codec: PageTokenCodec,
+        kind: str,
+        filters: dict[str, str],
+        requested_page_size: int,
+        token: str,
+    ) -> None:
+        self._codec = codec
+        self._kind = kind
+        self._filters = filters
+        self.limit = page_size(requested_page_size)
+        # The last id of the previous page, or None for the first page.
+        self.cursor = codec.decode(kind, token, filters)
+
+    @property
+    def fetch(self) -> int:
+        """How many rows to ask for: one more than a page, to know if another follows."""
+        return self.limit + 1
+
+    def page(self, rows: Sequence[T]) -> Page[T]:
+        items = list(rows[: self.limit])
+        more = len(rows) > self.limit
+        token = self._codec.encode(self._kind, items[-1].id, self._filters) if more else ""
+        return Page(items, token)

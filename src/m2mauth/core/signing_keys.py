@@ -50,6 +50,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from m2mauth.core import audit, ids
+from m2mauth.core.algorithms import SIGNING_ALGORITHMS
 from m2mauth.core.blocking import WouldBlock, may_block
 from m2mauth.core.clock import Clock
 from m2mauth.core.interfaces import Store, UnitOfWork
@@ -57,7 +58,7 @@ from m2mauth.core.models import SigningKey, SigningKeyState
 
 log = logging.getLogger("m2mauth.keys")
 
-ALGORITHMS = ("RS256", "ES256", "EdDSA")
+ALGORITHMS = SIGNING_ALGORITHMS
 SYSTEM_ACTOR = "system"
 DEFAULT_REFRESH_INTERVAL_SECONDS = 30.0
 # A kid we do not know triggers at most one store read per this many seconds,
@@ -167,7 +168,7 @@ def new_signing_key(
     key = private_key if private_key is not None else generate_private_key(algorithm)
     ms = int(now.timestamp() * 1000)
     if after is not None:
-        ms = max(ms, _id_time_ms(after) + 1)
+        ms = max(ms, ids.time_ms(after) + 1)
     kid = ids.new_id(ids.SIGNING_KEY, ms)
     return SigningKey(
         id=kid,
@@ -180,18 +181,6 @@ def new_signing_key(
         created_at=now,
         activated_at=now if state is SigningKeyState.CURRENT else None,
     )
-
-
-_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-
-
-def _id_time_ms(key_id: str) -> int:
-    """The millisecond timestamp in a ULID-bodied id (its first 10 characters)."""
-    body = key_id.partition("_")[2]
-    value = 0
-    for char in body[:10]:
-        value = value * 32 + _CROCKFORD.index(char)
-    return value
 
 
 # --- the in-memory view ---------------------------------------------------------

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 from m2mauth.core import ids
 from m2mauth.core.errors import InvalidField, NotFound
+from m2mauth.core.scopes import is_scope_token
 
 MAX_NAME = 200
 MAX_DESCRIPTION = 2000
@@ -15,10 +16,7 @@ MAX_SCOPES = 100
 MAX_SCOPE_LENGTH = 128
 MAX_AUDIENCES = 20
 MAX_AUDIENCE_LENGTH = 512
-MAX_TOKEN_TTL_SECONDS = 86400
 
-# RFC 6749 section 3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
-_SCOPE_TOKEN = re.compile(r"^[\x21\x23-\x5B\x5D-\x7E]+$")
 _NO_WHITESPACE_PRINTABLE = re.compile(r"^[\x21-\x7E]+$")
 
 
@@ -58,7 +56,7 @@ def scopes(values: Sequence[str]) -> tuple[str, ...]:
         raise InvalidField("scopes", f"at most {MAX_SCOPES} scopes")
     seen: set[str] = set()
     for i, scope in enumerate(values):
-        if not _SCOPE_TOKEN.match(scope) or len(scope) > MAX_SCOPE_LENGTH:
+        if not is_scope_token(scope) or len(scope) > MAX_SCOPE_LENGTH:
             raise InvalidField(
                 f"scopes[{i}]",
                 f"must be 1 to {MAX_SCOPE_LENGTH} printable ASCII characters without "
@@ -86,9 +84,10 @@ def audiences(values: Sequence[str]) -> tuple[str, ...]:
     return tuple(values)
 
 
-def token_ttl(value: int) -> int:
-    if not 0 <= value <= MAX_TOKEN_TTL_SECONDS:
-        raise InvalidField("token_ttl_seconds", f"must be 0 to {MAX_TOKEN_TTL_SECONDS}")
+def token_ttl(value: int, max_ttl: int) -> int:
+    """0 (the server default) up to the server's --max-token-ttl-seconds."""
+    if not 0 <= value <= max_ttl:
+        raise InvalidField("token_ttl_seconds", f"must be 0 to {max_ttl}")
     return value
 
 

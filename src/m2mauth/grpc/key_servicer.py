@@ -5,9 +5,9 @@ from __future__ import annotations
 import grpc
 
 from m2mauth.core.admin_keys import AdminKeys
+from m2mauth.core.key_management import SigningKeyAdmin
 from m2mauth.core.models import SigningKey, SigningKeyState
 from m2mauth.core.signing_keys import jwk_from_json
-from m2mauth.core.tokens import TokenComponents
 from m2mauth.grpc.auth import admin_principal
 from m2mauth.grpc.convert import timestamp
 from m2mauth.grpc.errors import translate_errors
@@ -50,8 +50,8 @@ def signing_key(key: SigningKey) -> resources_pb2.SigningKey:
 
 
 class KeyServicer(key_grpc.KeyServiceServicer):
-    def __init__(self, components: TokenComponents, admin_keys: AdminKeys) -> None:
-        self._keys = components.keys
+    def __init__(self, keys: SigningKeyAdmin, admin_keys: AdminKeys) -> None:
+        self._keys = keys
         self._admin_keys = admin_keys
 
     @translate_errors

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import grpc
 
-from m2mauth.app import Container
-from m2mauth.core.applications import ApplicationFields
+from m2mauth.core.admin_keys import AdminKeys
+from m2mauth.core.applications import ApplicationFields, Applications
+from m2mauth.core.audit import AuditReader
 from m2mauth.core.models import AuditFilter
+from m2mauth.core.organizations import Organizations
 from m2mauth.grpc import convert
 from m2mauth.grpc.auth import admin_principal
 from m2mauth.grpc.errors import translate_errors
@@ -40,32 +42,33 @@ def _enabled(message: resources_pb2.Organization | resources_pb2.Application) ->
 
 
 class OrganizationServicer(org_grpc.OrganizationServiceServicer):
-    def __init__(self, container: Container) -> None:
-        self._c = container
+    def __init__(self, organizations: Organizations, admin_keys: AdminKeys) -> None:
+        self._organizations = organizations
+        self._admin_keys = admin_keys
 
     @translate_errors
     def CreateOrganization(
         self, request: org_pb.CreateOrganizationRequest, context: grpc.ServicerContext
     ) -> org_pb.CreateOrganizationResponse:
-        principal = admin_principal(self._c.admin_keys, context)
+        principal = admin_principal(self._admin_keys, context)
         o = request.organization
-        org = self._c.organizations.create(principal, o.name, o.external_id, _enabled(o))
+        org = self._organizations.create(principal, o.name, o.external_id, _enabled(o))
         return org_pb.CreateOrganizationResponse(organization=convert.organization(org))
 
     @translate_errors
     def GetOrganization(
         self, request: org_pb.GetOrganizationRequest, context: grpc.ServicerContext
     ) -> org_pb.GetOrganizationResponse:
-        principal = admin_principal(self._c.admin_keys, context)
-        org = self._c.organizations.get(principal, request.id)
+        principal = admin_principal(self._admin_keys, context)
+        org = self._organizations.get(principal, request.id)
         return org_pb.GetOrganizationResponse(organization=convert.organization(org))
 
     @translate_errors
     def ListOrganizations(
         self, request: org_pb.ListOrganizationsRequest, context: grpc.ServicerContext
     ) -> org_pb.ListOrganizationsResponse:
-        principal = admin_principal(self._c.admin_keys, context)
-        page = self._c.organizations.list(principal, request.page_size, request.page_token)
+        principal = admin_principal(self._admin_keys, context)
+        page = self._organizations.list(principal, request.page_size, request.page_token)
         return org_pb.ListOrganizationsResponse(
             organizations=[convert.organization(o) for o in page.items],
             next_page_token=page.next_page_token,
@@ -75,9 +78,9 @@ class OrganizationServicer(org_grpc.OrganizationServiceServicer):
     def UpdateOrganization(
         self, request: org_pb.UpdateOrganizationRequest, context: grpc.ServicerContext
     ) -> org_pb.UpdateOrganizationResponse:
-        principal = admin_principal(self._c.admin_keys, context)
+        principal = admin_principal(self._admin_keys, context)
         o = request.organization
-        org = self._c.organizations.update(
+        org = self._organizations.update(
             principal,
             o.id,
             list(request.update_mask.paths),
@@ -91,16 +94,16 @@ class OrganizationServicer(org_grpc.OrganizationServiceServicer):
     def DeleteOrganization(
         self, request: org_pb.DeleteOrganizationRequest, context: grpc.ServicerContext
     ) -> org_pb.DeleteOrganizationResponse:
-        principal = admin_principal(self._c.admin_keys, context)
-        self._c.organizations.delete(principal, request.id, request.force)
+        principal = admin_principal(self._admin_keys, context)
+        self._organizations.delete(principal, request.id, request.force)
         return org_pb.DeleteOrganizationResponse()
 
     @translate_errors
     def RevokeOrganizationTokens(
         self, request: org_pb.RevokeOrganizationTokensRequest, context: grpc.ServicerContext
     ) -> org_pb.RevokeOrganizationTokensResponse:
-        principal = admin_principal(self._c.admin_keys, context)
-        when = self._c.organizations.revoke_tokens(principal, request.id)
+        principal = admin_principal(self._admin_keys, context)
+        when = self._organizations.revoke_tokens(principal, request.id)
         return org_pb.RevokeOrganizationTokensResponse(revoke_time=convert.timestamp(when))
 
 
@@ -116,32 +119,33 @@ def _fields(a: resources_pb2.Application) -> ApplicationFields:
 
 
 class ApplicationServicer(app_grpc.ApplicationServiceServicer):
-    def __init__(self, container: Container) -> None:
-        self._c = container
+    def __init__(self, applications: Applications, admin_keys: AdminKeys) -> None:
+        self._applications = applications
+        self._admin_keys = admin_keys
 
     @translate_errors
     def CreateApplication(
         self, request: app_pb.CreateApplicationRequest, context: grpc.ServicerContext
     ) -> app_pb.CreateApplicationResponse:
-        principal = admin_principal(self._c.admin_keys, context)
+        principal = admin_principal(self._admin_keys, context)
         a = request.application
-        app = self._c.applications.create(principal, a.organization_id, _fields(a))
+        app = self._applications.create(principal, a.organization_id, _fields(a))
         return app_pb.CreateApplicationResponse(application=convert.application(app))
 
     @translate_errors
     def GetApplication(
         self, request: app_pb.GetApplicationRequest, context: grpc.ServicerContext
     ) -> app_pb.GetApplicationResponse:
-        principal = admin_principal(self._c.admin_keys, context)
-        app = self._c.applications.get(principal, request.id)
+        principal = admin_principal(self._admin_keys, context)
+        app = self._applications.get(principal, request.id)
         return app_pb.GetApplicationResponse(application=convert.application(app))
 
     @translate_errors
     def ListApplications(
         self, request: app_pb.ListApplicationsRequest, context: grpc.ServicerContext
     ) -> app_pb.ListApplicationsResponse:
-        principal = admin_principal(self._c.admin_keys, context)
-        page = self._c.applications.list(
+        principal = admin_principal(self._admin_keys, context)
+        page = self._applications.list(
             principal, request.organization_id, request.page_size, request.page_token
         )
         return app_pb.ListApplicationsResponse(
@@ -153,9 +157,9 @@ class ApplicationServicer(app_grpc.ApplicationServiceServicer):
     def UpdateApplication(
         self, request: app_pb.UpdateApplicationRequest, context: grpc.ServicerContext
     ) -> app_pb.UpdateApplicationResponse:
-        principal = admin_principal(self._c.admin_keys, context)
+        principal = admin_principal(self._admin_keys, context)
         a = request.application
-        app = self._c.applications.update(
+        app = self._applications.update(
             principal, a.id, list(request.update_mask.paths), _fields(a)
         )
         return app_pb.UpdateApplicationResponse(application=convert.application(app))
@@ -164,21 +168,21 @@ class ApplicationServicer(app_grpc.ApplicationServiceServicer):
     def DeleteApplication(
         self, request: app_pb.DeleteApplicationRequest, context: grpc.ServicerContext
     ) -> app_pb.DeleteApplicationResponse:
-        principal = admin_principal(self._c.admin_keys, context)
-        self._c.applications.delete(principal, request.id)
+        principal = admin_principal(self._admin_keys, context)
+        self._applications.delete(principal, request.id)
         return app_pb.DeleteApplicationResponse()
 
     @translate_errors
     def CreateClientSecret(
         self, request: app_pb.CreateClientSecretRequest, context: grpc.ServicerContext
     ) -> app_pb.CreateClientSecretResponse:
-        principal = admin_principal(self._c.admin_keys, context)
+        principal = admin_principal(self._admin_keys, context)
         expires = (
             convert.to_datetime("expire_time", request.expire_time)
             if request.HasField("expire_time")
             else None
         )
-        secret, plaintext = self._c.applications.create_secret(
+        secret, plaintext = self._applications.create_secret(
             principal, request.application_id, expires
         )
         return app_pb.CreateClientSecretResponse(
@@ -189,8 +193,8 @@ class ApplicationServicer(app_grpc.ApplicationServiceServicer):
     def ListClientSecrets(
         self, request: app_pb.ListClientSecretsRequest, context: grpc.ServicerContext
     ) -> app_pb.ListClientSecretsResponse:
-        principal = admin_principal(self._c.admin_keys, context)
-        secrets = self._c.applications.list_secrets(principal, request.application_id)
+        principal = admin_principal(self._admin_keys, context)
+        secrets = self._applications.list_secrets(principal, request.application_id)
         return app_pb.ListClientSecretsResponse(
             client_secrets=[convert.client_secret(s) for s in secrets]
         )
@@ -199,28 +203,29 @@ class ApplicationServicer(app_grpc.ApplicationServiceServicer):
     def RevokeClientSecret(
         self, request: app_pb.RevokeClientSecretRequest, context: grpc.ServicerContext
     ) -> app_pb.RevokeClientSecretResponse:
-        principal = admin_principal(self._c.admin_keys, context)
-        self._c.applications.revoke_secret(principal, request.application_id, request.id)
+        principal = admin_principal(self._admin_keys, context)
+        self._applications.revoke_secret(principal, request.application_id, request.id)
         return app_pb.RevokeClientSecretResponse()
 
     @translate_errors
     def RevokeApplicationTokens(
         self, request: app_pb.RevokeApplicationTokensRequest, context: grpc.ServicerContext
     ) -> app_pb.RevokeApplicationTokensResponse:
-        principal = admin_principal(self._c.admin_keys, context)
-        when = self._c.applications.revoke_tokens(principal, request.id)
+        principal = admin_principal(self._admin_keys, context)
+        when = self._applications.revoke_tokens(principal, request.id)
         return app_pb.RevokeApplicationTokensResponse(revoke_time=convert.timestamp(when))
 
 
 class AuditServicer(audit_grpc.AuditServiceServicer):
-    def __init__(self, container: Container) -> None:
-        self._c = container
+    def __init__(self, audit: AuditReader, admin_keys: AdminKeys) -> None:
+        self._audit = audit
+        self._admin_keys = admin_keys
 
     @translate_errors
     def ListAuditEvents(
         self, request: audit_pb.ListAuditEventsRequest, context: grpc.ServicerContext
     ) -> audit_pb.ListAuditEventsResponse:
-        principal = admin_principal(self._c.admin_keys, context)
+        principal = admin_principal(self._admin_keys, context)
         flt = AuditFilter(
             organization_id=request.organization_id or None,
             application_id=request.application_id or None,
@@ -235,7 +240,7 @@ class AuditServicer(audit_grpc.AuditServiceServicer):
                 else None
             ),
         )
-        page = self._c.audit.list(principal, flt, request.page_size, request.page_token)
+        page = self._audit.list(principal, flt, request.page_size, request.page_token)
         return audit_pb.ListAuditEventsResponse(
             audit_events=[convert.audit_event(e) for e in page.items],
             next_page_token=page.next_page_token,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from concurrent import futures
 from dataclasses import dataclass, field
 
@@ -16,7 +17,6 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from m2mauth.app import Container
 from m2mauth.core.errors import StoreUnavailable
 from m2mauth.grpc.key_servicer import KeyServicer
 from m2mauth.grpc.management import ApplicationServicer, AuditServicer, OrganizationServicer
@@ -53,9 +53,9 @@ class StoreHealthWatcher:
     """
 
     def __init__(
-        self, container: Container, servicer: health.HealthServicer, interval: float
+        self, probe: Callable[[], None], servicer: health.HealthServicer, interval: float
     ) -> None:
-        self._container = container
+        self._probe = probe
         self._health = servicer
         self._interval = interval
         self._stop = threading.Event()
@@ -64,7 +64,7 @@ class StoreHealthWatcher:
 
     def check_once(self) -> bool:
         try:
-            self._container.store.ping()
+            self._probe()
             ok = True
         except StoreUnavailable as exc:
             ok = False
@@ -99,6 +99,17 @@ class StoreHealthWatcher:
             self._thread.join(timeout=self._interval + 5)
 
 
+@dataclass(frozen=True)
+class Servicers:
+    """Every m2mauth service of one process, built once by the composition root."""
+
+    organizations: OrganizationServicer
+    applications: ApplicationServicer
+    audit: AuditServicer
+    tokens: TokenServicer
+    keys: KeyServicer
+
+
 @dataclass
 class GrpcServer:
     server: grpc.Server
@@ -118,7 +129,8 @@ class GrpcServer:
 
 
 def create_server(
-    container: Container,
+    servicers: Servicers,
+    store_probe: Callable[[], None],
     host: str,
     port: int,
     *,
@@ -128,7 +140,8 @@ def create_server(
 ) -> GrpcServer:
     """Build and start the server; port 0 binds a free port (returned).
 
-    ``reuse_port``: worker processes of one ``serve --processes N`` share the
+    ``store_probe`` raises StoreUnavailable while the store is unreachable;
+    health follows it. ``reuse_port``: worker processes of one ``serve --processes N`` share the
     port (SO_REUSEPORT); otherwise a second server on the port is an error.
     """
     server = grpc.server(
@@ -136,18 +149,14 @@ def create_server(
         options=[("grpc.so_reuseport", 1 if reuse_port else 0)],
     )
     organization_service_pb2_grpc.add_OrganizationServiceServicer_to_server(
-        OrganizationServicer(container), server
+        servicers.organizations, server
     )
     application_service_pb2_grpc.add_ApplicationServiceServicer_to_server(
-        ApplicationServicer(container), server
+        servicers.applications, server
     )
-    audit_service_pb2_grpc.add_AuditServiceServicer_to_server(AuditServicer(container), server)
-    token_service_pb2_grpc.add_TokenServiceServicer_to_server(
-        TokenServicer(container.tokens, container.admin_keys), server
-    )
-    key_service_pb2_grpc.add_KeyServiceServicer_to_server(
-        KeyServicer(container.tokens, container.admin_keys), server
-    )
+    audit_service_pb2_grpc.add_AuditServiceServicer_to_server(servicers.audit, server)
+    token_service_pb2_grpc.add_TokenServiceServicer_to_server(servicers.tokens, server)
+    key_service_pb2_grpc.add_KeyServiceServicer_to_server(servicers.keys, server)
 
     health_servicer = health.HealthServicer(
         experimental_non_blocking=True,
@@ -160,7 +169,7 @@ def create_server(
     bound = server.add_insecure_port(f"{host}:{port}")
     if bound == 0:
         raise OSError(f"cannot bind gRPC to {host}:{port}")
-    watcher = StoreHealthWatcher(container, health_servicer, health_interval)
+    watcher = StoreHealthWatcher(store_probe, health_servicer, health_interval)
     server.start()
     watcher.start()
     return GrpcServer(server=server, port=bound, health=health_servicer, watcher=watcher)

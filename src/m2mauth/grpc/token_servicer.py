@@ -11,6 +11,7 @@ import grpc
 
 from m2mauth.core.admin_keys import AdminKeys
 from m2mauth.core.introspection import Caller
+from m2mauth.core.token_request import ClientCredentials, TokenRequest
 from m2mauth.core.tokens import INTROSPECT_FAILED, REVOKE_FAILED, TokenComponents
 from m2mauth.grpc.auth import admin_principal
 from m2mauth.grpc.errors import translate_errors
@@ -28,7 +29,9 @@ class TokenServicer(token_grpc.TokenServiceServicer):
         self, client_id: str, client_secret: str, action: str, context: grpc.ServicerContext
     ) -> Caller:
         if client_id:
-            return self._tokens.authenticate_client(client_id, client_secret, action)
+            return self._tokens.authenticate_client(
+                ClientCredentials(client_id, client_secret), action
+            )
         return admin_principal(self._admin_keys, context)
 
     @translate_errors
@@ -36,11 +39,12 @@ class TokenServicer(token_grpc.TokenServiceServicer):
         self, request: token_pb.IssueTokenRequest, context: grpc.ServicerContext
     ) -> token_pb.IssueTokenResponse:
         issued = self._tokens.issue_token(
-            request.grant_type,
-            request.client_id,
-            request.client_secret,
-            request.scope,
-            request.audience,
+            TokenRequest(
+                grant_type=request.grant_type,
+                credentials=ClientCredentials(request.client_id, request.client_secret),
+                scope=request.scope,
+                audience=request.audience,
+            )
         )
         return token_pb.IssueTokenResponse(
             access_token=issued.access_token,

@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from m2mauth.core.registry import SUPPORTED
 from m2mauth.http import forms
 from m2mauth.http.backend import TokenBackend
 from m2mauth.http.errors import OAuthError, invalid_request
@@ -141,18 +142,20 @@ class OAuthEndpoints:
     async def metadata(self, request: Request) -> Response:
         reply = await self.backend.get_jwks()
         issuer = self.issuer
-        # RFC 8414 section 2: exactly what this server supports, nothing more.
+        methods = SUPPORTED.client_auth_methods
+        # RFC 8414 section 2: exactly what this server supports, nothing more
+        # (the core's registry says what that is).
         document = {
             "issuer": issuer,
             "token_endpoint": f"{issuer}/oauth2/token",
             "jwks_uri": f"{issuer}/oauth2/jwks",
             "introspection_endpoint": f"{issuer}/oauth2/introspection",
             "revocation_endpoint": f"{issuer}/oauth2/revoke",
-            "grant_types_supported": ["client_credentials"],
+            "grant_types_supported": list(SUPPORTED.grant_types),
             "response_types_supported": [],
-            "token_endpoint_auth_methods_supported": list(CLIENT_AUTH_METHODS),
-            "introspection_endpoint_auth_methods_supported": [*CLIENT_AUTH_METHODS, "bearer"],
-            "revocation_endpoint_auth_methods_supported": [*CLIENT_AUTH_METHODS, "bearer"],
+            "token_endpoint_auth_methods_supported": list(methods),
+            "introspection_endpoint_auth_methods_supported": [*methods, "bearer"],
+            "revocation_endpoint_auth_methods_supported": [*methods, "bearer"],
             "access_token_signing_alg_values_supported": sorted({k.alg for k in reply.keys}),
         }
         return JSONResponse(document, headers={"Cache-Control": "public, max-age=300"})
@@ -170,9 +173,6 @@ class OAuthEndpoints:
 
     async def openapi(self, request: Request) -> Response:
         return JSONResponse(self.document)
-
-
-CLIENT_AUTH_METHODS = ("client_secret_basic", "client_secret_post")
 
 
 def _token_param(form: dict[str, str]) -> str:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from m2mauth.core.registry import SUPPORTED
+
 _ERROR = {
     "type": "object",
     "required": ["error"],
@@ -73,7 +75,7 @@ def openapi_document(issuer: str) -> dict[str, Any]:
                     "security": _SECURITY_TOKEN,
                     "requestBody": _form(
                         {
-                            "grant_type": {"type": "string", "enum": ["client_credentials"]},
+                            "grant_type": {"type": "string", "enum": list(SUPPORTED.grant_types)},
                             "scope": {"type": "string"},
                             "resource": {"type": "string"},
                             "audience": {"type": "string"},

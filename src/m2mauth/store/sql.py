@@ -184,6 +184,7 @@ class SqlStore:
     """
 
     def __init__(self, url: str, *, pool_size: int = 10) -> None:
+        self.url = url
         self._engine = create_store_engine(url, pool_size=pool_size)
         self.reads_block = self._engine.dialect.name != "sqlite"
 
@@ -232,6 +233,10 @@ class SqlStore:
     def check_schema(self) -> None:
         """Raise schema.SchemaError unless the database is migrated to this version."""
         schema.check_schema(self._engine)
+
+    def migrate(self) -> None:
+        """Apply the Alembic migrations (safe to run again, and from several processes)."""
+        schema.migrate(self.url)
 
     def close(self) -> None:
         self._engine.dispose()

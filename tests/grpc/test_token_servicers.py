@@ -19,7 +19,7 @@ from m2mauth.v1 import resources_pb2 as res
 from m2mauth.v1 import token_service_pb2 as token_pb
 from m2mauth.v1 import token_service_pb2_grpc as token_grpc
 from tests.grpc.rich_errors import RichError, rich_error
-from tests.unit.conftest import AUDIENCE, ISSUER, Client, TokenWorld
+from tests.token_world import AUDIENCE, ISSUER, Client, TokenWorld
 
 
 @dataclass
@@ -51,7 +51,9 @@ def api(world: TokenWorld) -> Iterator[Api]:
     token_grpc.add_TokenServiceServicer_to_server(
         TokenServicer(world.components, admin_keys), server
     )
-    key_grpc.add_KeyServiceServicer_to_server(KeyServicer(world.components, admin_keys), server)
+    key_grpc.add_KeyServiceServicer_to_server(
+        KeyServicer(world.components.keys, admin_keys), server
+    )
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     try:

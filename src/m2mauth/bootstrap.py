@@ -1,0 +1,200 @@
+"""The composition root: the one place that wires settings -> store -> core -> transports.
+
+:func:`bootstrap` builds everything one process needs, once: the store (from
+the settings' URL, unless a test hands one in), the core services, the token
+side with its registered methods and grants, the background jobs, the gRPC
+servicers and the HTTP shim's in-process backend. ``serve``, its worker
+processes, the CLI's local commands and the tests all start here, so there is
+one wiring to read and to change.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+from m2mauth.background import BackgroundJobs, Job
+from m2mauth.config import Settings
+from m2mauth.core.admin_keys import AdminKeys
+from m2mauth.core.applications import Applications
+from m2mauth.core.audit import AuditReader
+from m2mauth.core.clock import Clock, utc_now
+from m2mauth.core.credentials import CredentialHasher
+from m2mauth.core.interfaces import Store
+from m2mauth.core.organizations import Organizations
+from m2mauth.core.pagination import PageTokenCodec
+from m2mauth.core.policy import DEFAULT_CLIENT_CACHE_TTL_SECONDS, TokenPolicy
+from m2mauth.core.root_key import DerivedKeys, load_or_create_root_key_file, parse_root_key
+from m2mauth.core.signing_keys import DEFAULT_REFRESH_INTERVAL_SECONDS
+from m2mauth.core.tokens import TokenComponents, build_token_components
+from m2mauth.grpc.key_servicer import KeyServicer
+from m2mauth.grpc.management import ApplicationServicer, AuditServicer, OrganizationServicer
+from m2mauth.grpc.server import Servicers
+from m2mauth.grpc.token_servicer import TokenServicer
+from m2mauth.http.backend import InProcessBackend
+from m2mauth.store import open_store
+
+log = logging.getLogger("m2mauth")
+
+DEFAULT_FLUSH_INTERVAL_SECONDS = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class Timing:
+    """How often the background jobs run, and how long lookups are cached
+    (tests shorten them; production uses the defaults)."""
+
+    flush_interval: float = DEFAULT_FLUSH_INTERVAL_SECONDS
+    maintenance_interval: float = DEFAULT_REFRESH_INTERVAL_SECONDS
+    client_cache_ttl_seconds: float = DEFAULT_CLIENT_CACHE_TTL_SECONDS
+    monotonic: Callable[[], float] = field(default=time.monotonic)
+
+
+@dataclass
+class App:
+    """Everything one process serves with, built once by :func:`bootstrap`."""
+
+    settings: Settings
+    store: Store
+    clock: Clock
+    keys: DerivedKeys
+    hasher: CredentialHasher
+    pages: PageTokenCodec
+    admin_keys: AdminKeys
+    organizations: Organizations
+    applications: Applications
+    audit: AuditReader
+    tokens: TokenComponents
+    background: BackgroundJobs
+    # Whether close() closes the store (bootstrap opened it).
+    owns_store: bool = False
+    _closed: bool = False
+
+    def start(self) -> None:
+        """Ensure signing keys exist (raises if the store or root key is wrong), then
+        start the background jobs."""
+        self.tokens.ring.ensure_keys()
+        self.background.start()
+
+    def close(self) -> None:
+        """Stop the background jobs, write what is pending, close the store. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self.background.close()
+        try:
+            self.tokens.flush()
+        except Exception:
+            log.exception("final flush of token usage failed; the last usage is lost")
+        if self.owns_store:
+            self.store.close()
+
+    @cached_property
+    def servicers(self) -> Servicers:
+        return Servicers(
+            organizations=OrganizationServicer(self.organizations, self.admin_keys),
+            applications=ApplicationServicer(self.applications, self.admin_keys),
+            audit=AuditServicer(self.audit, self.admin_keys),
+            tokens=TokenServicer(self.tokens, self.admin_keys),
+            keys=KeyServicer(self.tokens.keys, self.admin_keys),
+        )
+
+    @cached_property
+    def http_backend(self) -> InProcessBackend:
+        """The shim's way to the TokenService in this process: no socket, no serialisation."""
+        return InProcessBackend(
+            self.servicers.tokens, self.store.ping, threads=self.settings.workers
+        )
+
+
+def load_root_key(settings: Settings) -> tuple[bytes, bool]:
+    """The root key from settings; (key, created_now)."""
+    if settings.root_key:
+        return parse_root_key(settings.root_key), False
+    path = Path(settings.root_key_file)
+    if settings.dev:
+        return load_or_create_root_key_file(path)
+    return parse_root_key(path.read_text()), False
+
+
+def token_policy(settings: Settings) -> TokenPolicy:
+    """The token side's policy; ``settings.with_defaults()`` must have set the issuer."""
+    if not settings.issuer:
+        raise ValueError("settings.issuer is empty: call Settings.with_defaults() first")
+    return TokenPolicy(
+        issuer=settings.issuer,
+        default_audience=settings.audience or settings.issuer,
+        token_ttl_seconds=settings.token_ttl_seconds,
+        max_token_ttl_seconds=settings.max_token_ttl_seconds,
+        signing_algorithm=settings.signing_algorithm,
+        key_rotation_interval_seconds=settings.key_rotation_interval_seconds,
+        jwks_max_age_seconds=settings.jwks_max_age_seconds,
+        clock_leeway_seconds=settings.clock_leeway_seconds,
+    )
+
+
+def bootstrap(
+    settings: Settings,
+    *,
+    store: Store | None = None,
+    root_key: bytes | None = None,
+    clock: Clock = utc_now,
+    timing: Timing | None = None,
+) -> App:
+    """Build one process's App. Opens the store named by the settings unless one is
+    given (then the caller closes it); reads the root key unless one is given.
+    Nothing is started: call :meth:`App.start`, and :meth:`App.close` at the end."""
+    timing = timing or Timing()
+    if root_key is None:
+        root_key, _ = load_root_key(settings)
+    owns_store = store is None
+    if store is None:
+        # A connection for every thread that may hold one at once (gRPC's and the
+        # shim's, ``workers`` each, plus background jobs): below that, SQLAlchemy
+        # opens and closes overflow connections per request under load.
+        store = open_store(settings.database_url, pool_size=2 * settings.workers + 2)
+    keys = DerivedKeys.from_root(root_key)
+    hasher = CredentialHasher(keys.credential_hash)
+    pages = PageTokenCodec(keys.page_token)
+    tokens = build_token_components(
+        token_policy(settings),
+        store,
+        keys.key_encryption,
+        hasher,
+        pages,
+        clock,
+        client_cache_ttl_seconds=timing.client_cache_ttl_seconds,
+        key_refresh_interval_seconds=timing.maintenance_interval,
+        monotonic=timing.monotonic,
+    )
+    return App(
+        settings=settings,
+        store=store,
+        clock=clock,
+        keys=keys,
+        hasher=hasher,
+        pages=pages,
+        admin_keys=AdminKeys(store, hasher, clock),
+        organizations=Organizations(store, pages, clock),
+        applications=Applications(
+            store,
+            pages,
+            hasher,
+            clock,
+            max_secrets=settings.max_client_secrets,
+            max_token_ttl_seconds=settings.max_token_ttl_seconds,
+        ),
+        audit=AuditReader(store, pages),
+        tokens=tokens,
+        background=BackgroundJobs(
+            [
+                Job("token-flush", timing.flush_interval, tokens.flush),
+                Job("token-maintenance", timing.maintenance_interval, tokens.maintenance),
+            ]
+        ),
+        owns_store=owns_store,
+    )

@@ -1,0 +1,32 @@
+"""Which database a URL names, and the one-line error for one m2mauth cannot open.
+
+Apart from :mod:`m2mauth.store` so that settings can be checked without
+loading any store.
+"""
+
+from __future__ import annotations
+
+SUPPORTED_URLS = "sqlite:///path/to/m2mauth.db, postgresql://user@host:5432/dbname or memory://"
+MEMORY_SCHEME = "memory"
+
+
+class UnsupportedDatabaseUrl(ValueError):
+    """A database URL that names no store m2mauth has."""
+
+    def __init__(self, url: str) -> None:
+        scheme = url.partition("://")[0] if "://" in url else url
+        super().__init__(
+            f"unsupported database URL {scheme + '://...' if '://' in url else repr(url)}: "
+            f"use {SUPPORTED_URLS}"
+        )
+
+
+def scheme_of(url: str) -> str:
+    """The backend a database URL names: sqlite, postgresql or memory ('' if none)."""
+    scheme, sep, _ = url.partition("://")
+    if not sep:
+        return ""
+    backend = scheme.partition("+")[0]
+    if backend in ("postgresql", "postgres"):
+        return "postgresql"
+    return backend if backend in ("sqlite", MEMORY_SCHEME) else ""

@@ -1,0 +1,144 @@
+"""Starting one server process: the checks done once before serving, and the
+servers of one process (gRPC and OAuth HTTP over one :class:`~m2mauth.bootstrap.App`).
+
+Used by ``serve`` in one process and by each worker of ``serve --processes N``.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlalchemy.exc import DBAPIError
+
+from m2mauth.bootstrap import App, bootstrap, load_root_key
+from m2mauth.config import Settings
+from m2mauth.core.errors import StoreUnavailable
+from m2mauth.core.signing_keys import SigningKeyError
+from m2mauth.grpc.server import create_server
+from m2mauth.http.app import create_http_app
+from m2mauth.http.server import start_http_server
+from m2mauth.store import UnsupportedDatabaseUrl, open_store
+from m2mauth.store.schema import SchemaError
+
+log = logging.getLogger("m2mauth")
+
+
+class StartupError(Exception):
+    """The server cannot start; ``code`` is the process exit code."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def unreachable(exc: Exception) -> StartupError:
+    return StartupError(f"the database is unreachable: {exc.__cause__ or exc}", 3)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    settings: Settings
+    root_key: bytes
+    first_admin_key: str | None
+
+
+def prepare(settings: Settings) -> Prepared:
+    """Everything done once, before any worker serves: schema, root key, signing
+    keys, first admin key. The store is closed again: workers open their own."""
+    app, prepared = prepare_app(settings, pool_size=1)
+    app.close()
+    return prepared
+
+
+def prepare_app(settings: Settings, *, pool_size: int | None = None) -> tuple[App, Prepared]:
+    """:func:`prepare`, keeping the App to serve with in this process (not started)."""
+    try:
+        store = open_store(settings.database_url, pool_size=pool_size or 2 * settings.workers + 2)
+    except UnsupportedDatabaseUrl as exc:
+        raise StartupError(str(exc), 2) from None
+    except DBAPIError as exc:
+        raise unreachable(exc) from None
+    try:
+        if settings.dev:
+            store.migrate()
+        store.check_schema()
+        try:
+            root, created = load_root_key(settings)
+        except (OSError, ValueError) as exc:
+            raise StartupError(f"root key: {exc}", 2) from None
+        if created:
+            log.warning(
+                "created a new root key in %s (mode 0600); it encrypts signing keys and keys "
+                "credential hashes: back it up, and set M2MAUTH_ROOT_KEY in production",
+                settings.root_key_file,
+            )
+        app = bootstrap(settings, store=store, root_key=root)
+        app.owns_store = True
+        # Signing keys exist before any worker serves (workers racing to create
+        # the first key would each make one).
+        app.tokens.ring.ensure_keys()
+        first = app.admin_keys.bootstrap() if settings.dev else None
+        return app, Prepared(settings, root, first)
+    except BaseException as exc:
+        store.close()
+        if isinstance(exc, SchemaError | SigningKeyError):
+            # SigningKeyError: a signing key this root key cannot decrypt (the wrong root key).
+            raise StartupError(str(exc), 2) from None
+        if isinstance(exc, StoreUnavailable | DBAPIError):
+            raise unreachable(exc) from None
+        raise
+
+
+@dataclass
+class Running:
+    """One process's servers, stoppable in order."""
+
+    grpc_port: int
+    http_port: int
+    _stop: Callable[[], None]
+
+    def stop(self) -> None:
+        self._stop()
+
+
+def start_serving(
+    prepared: Prepared,
+    http_socket: socket.socket,
+    *,
+    reuse_port: bool = False,
+    app: App | None = None,
+) -> Running:
+    """Start this process's App (bootstrapped here unless given) and gRPC and HTTP over it."""
+    settings = prepared.settings
+    if app is None:
+        app = bootstrap(settings, root_key=prepared.root_key)
+    try:
+        app.start()
+    except StoreUnavailable as exc:
+        app.close()
+        raise unreachable(exc) from None
+    grpc_server = create_server(
+        app.servicers,
+        app.store.ping,
+        settings.grpc_host,
+        settings.grpc_port,
+        workers=settings.workers,
+        reuse_port=reuse_port,
+    )
+    http_server = start_http_server(
+        create_http_app(app.http_backend, settings.issuer),
+        http_socket,
+        grace=settings.grace_period_seconds,
+    )
+
+    def stop() -> None:
+        log.info("shutting down: health NOT_SERVING, draining in-flight calls")
+        http_server.stop(settings.grace_period_seconds)
+        grpc_server.stop(settings.grace_period_seconds)
+        app.close()
+        log.info("stopped")
+
+    return Running(grpc_server.port, http_server.port, stop)
