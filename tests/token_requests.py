@@ -12,6 +12,7 @@ def secret_request(
     audience: str = "",
     *,
     grant_type: str = "client_credentials",
+    source: str = "",
 ) -> TokenRequest:
     """A client_credentials request authenticated with a client secret."""
     return TokenRequest(
@@ -19,4 +20,5 @@ def secret_request(
         credentials=ClientCredentials(client_id, client_secret),
         scope=scope,
         audience=audience,
+        source=source,
     )

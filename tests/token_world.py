@@ -16,6 +16,7 @@ from m2mauth.bootstrap import token_policy
 from m2mauth.config import Settings
 from m2mauth.core.applications import ApplicationFields, Applications
 from m2mauth.core.credentials import CredentialHasher
+from m2mauth.core.failures import FailedAttempts, fingerprinter
 from m2mauth.core.interfaces import Store, UnitOfWork
 from m2mauth.core.issuance import IssuedToken
 from m2mauth.core.models import Application, ClientSecret, Organization, Principal
@@ -131,6 +132,8 @@ class TokenWorld:
             self.hasher,
             self.pages,
             self.clock,
+            failures=FailedAttempts(store or self.store, self.clock),
+            fingerprint=fingerprinter(self.keys.audit_fingerprint),
             monotonic=self.monotonic,
             **kwargs,
         )

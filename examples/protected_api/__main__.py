@@ -16,7 +16,7 @@ import uvicorn
 from examples.protected_api.grpc_service import create_grpc_server
 from examples.protected_api.http_app import create_http_app
 from examples.protected_api.projects import ProjectStore
-from m2mauth.verify import TokenVerifier
+from m2mauth.verify import IntrospectionClient, TokenVerifier
 
 log = logging.getLogger("examples.protected_api")
 
@@ -40,6 +40,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--grpc-port", type=int, default=50061)
     parser.add_argument("--http-port", type=int, default=8081)
     parser.add_argument(
+        "--verifier-key",
+        default=env("M2MAUTH_VERIFIER_KEY"),
+        help="an m2mauth admin key with the token-verifier role: when given, every token is "
+        "also introspected, so a revoked token is refused within --introspection-cache "
+        "seconds (env M2MAUTH_VERIFIER_KEY)",
+    )
+    parser.add_argument("--introspection-cache", type=float, default=30.0)
+    parser.add_argument(
         "--allow-http",
         action="store_true",
         help="allow a plain-http JWKS URL on a non-loopback host (trusted networks only)",
@@ -50,21 +58,41 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     args = parse_args(argv)
+    issuer = args.issuer.rstrip("/")
+    introspection = (
+        IntrospectionClient(
+            f"{issuer}/oauth2/introspection",
+            # The token-verifier key: it may introspect (and revoke) tokens, nothing else.
+            bearer_token=args.verifier_key,
+            cache_ttl=args.introspection_cache,
+            allow_http=args.allow_http,
+        )
+        if args.verifier_key
+        else None
+    )
     verifier = TokenVerifier(
         args.issuer,
         args.audience,
-        jwks_url=args.jwks_url or f"{args.issuer.rstrip('/')}/oauth2/jwks",
+        jwks_url=args.jwks_url or f"{issuer}/oauth2/jwks",
         allow_http=args.allow_http,
+        introspection=introspection,
     )
     if not verifier.jwks.prefetch():
         log.warning("the issuer's keys are not reachable yet; requests get 503 until they are")
     store = ProjectStore()
-    grpc_server, grpc_port = create_grpc_server(verifier, store, args.grpc_port, args.host)
+    revocation_aware = introspection is not None
+    grpc_server, grpc_port = create_grpc_server(
+        verifier, store, args.grpc_port, args.host, introspect=revocation_aware
+    )
     grpc_server.start()
     log.info("gRPC on %s:%d, HTTP on %s:%d", args.host, grpc_port, args.host, args.http_port)
     try:
         # uvicorn owns SIGINT/SIGTERM; when it returns, stop gRPC too.
-        uvicorn.run(create_http_app(verifier, store), host=args.host, port=args.http_port)
+        uvicorn.run(
+            create_http_app(verifier, store, introspect=revocation_aware),
+            host=args.host,
+            port=args.http_port,
+        )
     finally:
         grpc_server.stop(5).wait()
 

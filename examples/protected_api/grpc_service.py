@@ -84,13 +84,20 @@ def _organization_id(request: Any, context: grpc.ServicerContext) -> str:
 
 
 def create_grpc_server(
-    verifier: TokenVerifier, store: ProjectStore, port: int = 0, host: str = "127.0.0.1"
+    verifier: TokenVerifier,
+    store: ProjectStore,
+    port: int = 0,
+    host: str = "127.0.0.1",
+    *,
+    introspect: bool = False,
 ) -> tuple[grpc.Server, int]:
-    """The protected server, not started; port 0 binds a free port (returned)."""
+    """The protected server, not started; port 0 binds a free port (returned).
+    ``introspect``: also ask m2mauth whether each token is still active."""
     interceptor = TokenAuthInterceptor(
         verifier,
         public_methods=[HEALTH_CHECK],
         required_scopes={LIST_PROJECTS: ["projects:read"]},
+        introspect=introspect,
     )
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=8), interceptors=[interceptor])
     server.add_generic_rpc_handlers((ProjectService(store).handler(),))

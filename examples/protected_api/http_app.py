@@ -25,7 +25,11 @@ from m2mauth.verify.asgi import BearerAuthMiddleware
 MAX_NAME_LENGTH = 100
 
 
-def create_http_app(verifier: TokenVerifier, store: ProjectStore) -> Starlette:
+def create_http_app(
+    verifier: TokenVerifier, store: ProjectStore, *, introspect: bool = False
+) -> Starlette:
+    """``introspect``: also ask m2mauth whether each token is still active (revocation)."""
+
     @require_scopes("projects:read")
     async def list_projects(request: Request) -> Response:
         org_id = request.path_params["org_id"]
@@ -59,6 +63,7 @@ def create_http_app(verifier: TokenVerifier, store: ProjectStore) -> Starlette:
                 verifier=verifier,
                 public_paths=["/healthz"],
                 realm="projects",
+                introspect=introspect,
             )
         ],
     )

@@ -21,9 +21,10 @@ from m2mauth.background import BackgroundJobs, Job
 from m2mauth.config import Settings
 from m2mauth.core.admin_keys import AdminKeys
 from m2mauth.core.applications import Applications
-from m2mauth.core.audit import AuditReader
+from m2mauth.core.audit import AuditReader, AuditRetention
 from m2mauth.core.clock import Clock, utc_now
 from m2mauth.core.credentials import CredentialHasher
+from m2mauth.core.failures import FailedAttempts, fingerprinter
 from m2mauth.core.interfaces import Store
 from m2mauth.core.organizations import Organizations
 from m2mauth.core.pagination import PageTokenCodec
@@ -31,6 +32,7 @@ from m2mauth.core.policy import DEFAULT_CLIENT_CACHE_TTL_SECONDS, TokenPolicy
 from m2mauth.core.root_key import DerivedKeys, load_or_create_root_key_file, parse_root_key
 from m2mauth.core.signing_keys import DEFAULT_REFRESH_INTERVAL_SECONDS
 from m2mauth.core.tokens import TokenComponents, build_token_components
+from m2mauth.grpc.admin_key_servicer import AdminKeyServicer
 from m2mauth.grpc.key_servicer import KeyServicer
 from m2mauth.grpc.management import ApplicationServicer, AuditServicer, OrganizationServicer
 from m2mauth.grpc.server import Servicers
@@ -87,9 +89,10 @@ class App:
         self._closed = True
         self.background.close()
         try:
-            self.tokens.flush()
+            self.tokens.flush(final=True)
+            self.admin_keys.usage.flush()
         except Exception:
-            log.exception("final flush of token usage failed; the last usage is lost")
+            log.exception("final flush of usage and audit events failed; they are lost")
         if self.owns_store:
             self.store.close()
 
@@ -101,6 +104,7 @@ class App:
             audit=AuditServicer(self.audit, self.admin_keys),
             tokens=TokenServicer(self.tokens, self.admin_keys),
             keys=KeyServicer(self.tokens.keys, self.admin_keys),
+            admin_keys=AdminKeyServicer(self.admin_keys),
         )
 
     @cached_property
@@ -109,6 +113,18 @@ class App:
         return InProcessBackend(
             self.servicers.tokens, self.store.ping, threads=self.settings.workers
         )
+
+
+def _both(first: Callable[[], object], second: Callable[[], object]) -> Callable[[], None]:
+    """One job that runs two things; the second runs even if the first fails."""
+
+    def run() -> None:
+        try:
+            first()
+        finally:
+            second()
+
+    return run
 
 
 def load_root_key(settings: Settings) -> tuple[bytes, bool]:
@@ -160,6 +176,11 @@ def bootstrap(
     keys = DerivedKeys.from_root(root_key)
     hasher = CredentialHasher(keys.credential_hash)
     pages = PageTokenCodec(keys.page_token)
+    # One aggregated trail of failed authentications, of clients and admin keys.
+    failures = FailedAttempts(store, clock)
+    fingerprint = fingerprinter(keys.audit_fingerprint)
+    admin_keys = AdminKeys(store, hasher, clock, pages, failures=failures, fingerprint=fingerprint)
+    retention = AuditRetention(store, clock, retention_days=settings.audit_retention_days)
     tokens = build_token_components(
         token_policy(settings),
         store,
@@ -167,6 +188,8 @@ def bootstrap(
         hasher,
         pages,
         clock,
+        failures=failures,
+        fingerprint=fingerprint,
         client_cache_ttl_seconds=timing.client_cache_ttl_seconds,
         key_refresh_interval_seconds=timing.maintenance_interval,
         monotonic=timing.monotonic,
@@ -178,7 +201,7 @@ def bootstrap(
         keys=keys,
         hasher=hasher,
         pages=pages,
-        admin_keys=AdminKeys(store, hasher, clock),
+        admin_keys=admin_keys,
         organizations=Organizations(store, pages, clock),
         applications=Applications(
             store,
@@ -192,8 +215,16 @@ def bootstrap(
         tokens=tokens,
         background=BackgroundJobs(
             [
-                Job("token-flush", timing.flush_interval, tokens.flush),
-                Job("token-maintenance", timing.maintenance_interval, tokens.maintenance),
+                Job(
+                    "usage-flush",
+                    timing.flush_interval,
+                    _both(tokens.flush, admin_keys.usage.flush),
+                ),
+                Job(
+                    "maintenance",
+                    timing.maintenance_interval,
+                    _both(tokens.maintenance, retention.purge),
+                ),
             ]
         ),
         owns_store=owns_store,

@@ -35,10 +35,12 @@ from m2mauth.cli_support.options import (
 from m2mauth.config import SETTINGS, Settings
 from m2mauth.core.algorithms import SIGNING_ALGORITHMS
 from m2mauth.core.errors import DomainError
+from m2mauth.core.models import AdminKeyRole
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 LOCAL_SETTINGS = ("database_url", "root_key", "root_key_file")
+ROLES = tuple(role.value for role in AdminKeyRole)
 
 
 def settings_options(names: tuple[str, ...] | None = None, *, dev: bool = True) -> Callable[[F], F]:
@@ -155,8 +157,16 @@ def admin_key() -> None:
     default=None,
     help="Scope the key to one organization (default: an environment key for everything).",
 )
+@click.option("--name", default="bootstrap", show_default=True, help="What the key is for.")
+@click.option(
+    "--role",
+    type=click.Choice(ROLES),
+    default="admin",
+    show_default=True,
+    help="What the key may do (README: Roles).",
+)
 @settings_options(LOCAL_SETTINGS)
-def admin_key_create(organization_id: str | None, **options: Any) -> None:
+def admin_key_create(organization_id: str | None, name: str, role: str, **options: Any) -> None:
     """Create an admin key and print it once, as the last line.
 
     \b
@@ -179,7 +189,9 @@ def admin_key_create(organization_id: str | None, **options: Any) -> None:
         store.check_schema()
         root, _ = load_root_key(settings)
         app = bootstrap(settings, store=store, root_key=root)
-        key, plaintext = app.admin_keys.create(organization_id)
+        key, plaintext = app.admin_keys.create_local(
+            organization_id, name=name, role=AdminKeyRole(role)
+        )
     except DomainError as exc:
         _fail(exc.message)
     except Exception as exc:  # schema or root-key problems: one line, no traceback
@@ -187,7 +199,9 @@ def admin_key_create(organization_id: str | None, **options: Any) -> None:
     finally:
         store.close()
     scope = f"organization {organization_id}" if organization_id else "the environment"
-    click.echo(f"Admin key {key.id} for {scope}. It is shown only now; store it safely:")
+    click.echo(
+        f"Admin key {key.id} ({key.role.value}) for {scope}. It is shown only now; store it safely:"
+    )
     click.echo(plaintext)
 
 
@@ -300,6 +314,17 @@ KEY_COLUMNS = (
     ("ACTIVATED", "activate_time"),
     ("DEACTIVATED", "deactivate_time"),
     ("RETIRES", "retire_time"),
+)
+ADMIN_KEY_COLUMNS = (
+    ("ID", "id"),
+    ("NAME", "name"),
+    ("ROLE", "role"),
+    ("ORGANIZATION", "organization_id"),
+    ("HINT", "key_hint"),
+    ("CREATED", "create_time"),
+    ("LAST USED", "last_used_time"),
+    ("EXPIRES", "expire_time"),
+    ("REVOKED", "revoke_time"),
 )
 AUDIT_COLUMNS = (
     ("TIME", "time"),
@@ -779,6 +804,38 @@ def apps_revoke_tokens(app_id: str, out: Output, conn: Connection) -> None:
     )
 
 
+@apps.command("usage")
+@click.argument("app_id", metavar="APP")
+@click.option("--days", type=click.IntRange(1, 366), default=30, show_default=True)
+@output_options()
+@connection_options()
+def apps_usage(app_id: str, days: int, out: Output, conn: Connection) -> None:
+    """When the application last got a token, and how many it got each day.
+
+    \b
+    Example:
+      m2mauth apps usage app_01J... --days 7
+    """
+    from m2mauth.cli_support.channel import open_session
+    from m2mauth.cli_support.output import echo_json, render_table, to_dict
+    from m2mauth.v1 import application_service_pb2 as app_pb
+
+    request = app_pb.GetApplicationUsageRequest(id=app_id, days=days)
+    with open_session(conn) as s:
+        reply = s.call(s.apps.GetApplicationUsage, request)
+    if out.format == "json":
+        echo_json(to_dict(reply))
+        return
+    last = (
+        reply.last_used_time.ToDatetime().isoformat() + "Z"
+        if reply.HasField("last_used_time")
+        else "never"
+    )
+    click.echo(f"last used: {last}")
+    if reply.daily_tokens:
+        click.echo(render_table([(d.date, str(d.tokens_issued)) for d in reply.daily_tokens]))
+
+
 # --- client secrets --------------------------------------------------------
 
 
@@ -979,6 +1036,10 @@ def audit() -> None:
 @click.option(
     "--until", type=TIME_AGO, metavar="WHEN", help="Only events before this (same forms)."
 )
+@click.option("--action", metavar="ACTION", help="Only this action, e.g. token.issue_failed.")
+@click.option(
+    "--actor", metavar="ACTOR", help="Only events by this admin key id, client_id or fingerprint."
+)
 @limit_option
 @output_options()
 @connection_options()
@@ -987,6 +1048,8 @@ def audit_list(
     app_id: str | None,
     since: datetime | None,
     until: datetime | None,
+    action: str | None,
+    actor: str | None,
     limit: int | None,
     out: Output,
     conn: Connection,
@@ -997,13 +1060,17 @@ def audit_list(
     Examples:
       m2mauth audit list --org org_01J... --since 2026-01-01T00:00:00Z --limit 50
       m2mauth audit list --app app_01J... --since 24h -o json
+      m2mauth audit list --action token.issue_failed --since 1h
     """
     from m2mauth.cli_support.channel import open_session
     from m2mauth.cli_support.output import show_list
     from m2mauth.v1 import audit_service_pb2 as audit_pb
 
     request = audit_pb.ListAuditEventsRequest(
-        organization_id=org_id or "", application_id=app_id or ""
+        organization_id=org_id or "",
+        application_id=app_id or "",
+        action=action or "",
+        actor=actor or "",
     )
     if since is not None:
         request.start_time.FromDatetime(since)
@@ -1012,6 +1079,160 @@ def audit_list(
     with open_session(conn) as s:
         found = s.collect(s.audit.ListAuditEvents, request, "audit_events", limit)
     show_list(out, found, AUDIT_COLUMNS, "audit events")
+
+
+# --- admin keys ------------------------------------------------------------
+
+
+def _role_value(role: str) -> Any:
+    from m2mauth.v1 import resources_pb2 as res
+
+    return res.AdminKeyRole.Value("ADMIN_KEY_ROLE_" + role.upper().replace("-", "_"))
+
+
+@main.group("admin-keys", cls=ClientGroup)
+def admin_keys() -> None:
+    """Manage admin keys through the server (the first key comes from `admin-key create`).
+
+    A key can create keys no wider than itself: the same role or a narrower
+    one, its own organization or (for an environment key) any.
+
+    \b
+    Examples:
+      m2mauth admin-keys create --name billing-api --role token-verifier -q
+      m2mauth admin-keys list --organization org_01J...
+    """
+
+
+@admin_keys.command("create")
+@click.option("--name", required=True, help="What the key is for, e.g. the API that holds it.")
+@click.option(
+    "--organization",
+    "organization_id",
+    metavar="ORG",
+    help="Scope the key to one organization (default: the caller's scope).",
+)
+@click.option(
+    "--role",
+    type=click.Choice(ROLES),
+    default="admin",
+    show_default=True,
+    help="admin: manage; token-verifier: introspect and revoke tokens; auditor: read only.",
+)
+@click.option(
+    "--expires-in",
+    "expires",
+    type=TIME_AHEAD,
+    metavar="WHEN",
+    help="When it stops working: a duration such as 90d, or an ISO-8601 time (default: never).",
+)
+@output_options(quiet="Print only the key.")
+@connection_options()
+def admin_keys_create(
+    name: str,
+    organization_id: str | None,
+    role: str,
+    expires: datetime | None,
+    out: Output,
+    conn: Connection,
+) -> None:
+    """Create an admin key and print it: the only time it is ever shown.
+
+    \b
+    Examples:
+      m2mauth admin-keys create --name billing-api --role token-verifier --expires-in 90d -q
+      m2mauth admin-keys create --name acme-ops --organization org_01J...
+    """
+    from m2mauth.cli_support.channel import open_session
+    from m2mauth.cli_support.output import echo_json, field_rows, render_table, to_dict
+    from m2mauth.v1 import admin_key_service_pb2 as ak_pb
+    from m2mauth.v1 import resources_pb2 as res
+
+    wanted = res.AdminKey(name=name, organization_id=organization_id or "", role=_role_value(role))
+    if expires is not None:
+        wanted.expire_time.FromDatetime(expires)
+    with open_session(conn) as s:
+        reply = s.call(s.admin_keys.CreateAdminKey, ak_pb.CreateAdminKeyRequest(admin_key=wanted))
+    if out.quiet:
+        click.echo(reply.key)
+    elif out.format == "json":
+        echo_json(to_dict(reply))
+    else:
+        click.echo(render_table([*field_rows(reply.admin_key), ("key", reply.key)]))
+    click.echo(
+        "warning: this admin key is shown only now and cannot be read again: store it safely",
+        err=True,
+    )
+
+
+@admin_keys.command("list")
+@click.option("--organization", "organization_id", metavar="ORG", help="Only this org's keys.")
+@click.option("--show-revoked", is_flag=True, help="Also list revoked keys.")
+@limit_option
+@output_options()
+@connection_options()
+def admin_keys_list(
+    organization_id: str | None,
+    show_revoked: bool,
+    limit: int | None,
+    out: Output,
+    conn: Connection,
+) -> None:
+    """List admin keys, oldest first (their hints, never the keys).
+
+    \b
+    Example:
+      m2mauth admin-keys list --organization org_01J... --show-revoked
+    """
+    from m2mauth.cli_support.channel import open_session
+    from m2mauth.cli_support.output import show_list
+    from m2mauth.v1 import admin_key_service_pb2 as ak_pb
+
+    request = ak_pb.ListAdminKeysRequest(
+        organization_id=organization_id or "", show_revoked=show_revoked
+    )
+    with open_session(conn) as s:
+        found = s.collect(s.admin_keys.ListAdminKeys, request, "admin_keys", limit)
+    show_list(out, found, ADMIN_KEY_COLUMNS, "admin keys")
+
+
+@admin_keys.command("get")
+@click.argument("key_id", metavar="ID")
+@output_options()
+@connection_options()
+def admin_keys_get(key_id: str, out: Output, conn: Connection) -> None:
+    """Show one admin key.
+
+    \b
+    Example:
+      m2mauth admin-keys get ak_01J...
+    """
+    from m2mauth.cli_support.channel import open_session
+    from m2mauth.cli_support.output import show_one
+    from m2mauth.v1 import admin_key_service_pb2 as ak_pb
+
+    with open_session(conn) as s:
+        reply = s.call(s.admin_keys.GetAdminKey, ak_pb.GetAdminKeyRequest(id=key_id))
+    show_one(out, reply.admin_key)
+
+
+@admin_keys.command("revoke")
+@click.argument("key_id", metavar="ID")
+@output_options()
+@connection_options()
+def admin_keys_revoke(key_id: str, out: Output, conn: Connection) -> None:
+    """Revoke an admin key: it fails on its next call, in every process.
+
+    \b
+    Example:
+      m2mauth admin-keys revoke ak_01J...
+    """
+    from m2mauth.cli_support.channel import open_session
+    from m2mauth.v1 import admin_key_service_pb2 as ak_pb
+
+    with open_session(conn) as s:
+        reply = s.call(s.admin_keys.RevokeAdminKey, ak_pb.RevokeAdminKeyRequest(id=key_id))
+    _echo_done(out, f"revoked admin key {key_id}", reply)
 
 
 # --- tokens ----------------------------------------------------------------

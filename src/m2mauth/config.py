@@ -78,6 +78,11 @@ class Settings:
         "Leeway for clock skew: previous keys stay published this long after their last "
         "token expires.",
     )
+    audit_retention_days: int = setting(
+        90,
+        "Audit events older than this many days are deleted, a few hundred at a time "
+        "in the background; 0 keeps them for ever.",
+    )
     max_client_secrets: int = setting(
         DEFAULT_MAX_SECRETS, "Live client secrets allowed per application."
     )
@@ -135,6 +140,8 @@ class Settings:
             and self.key_rotation_interval_seconds <= self.jwks_max_age_seconds
         ):
             out.append("--key-rotation-interval-seconds must exceed --jwks-max-age-seconds")
+        if not 0 <= self.audit_retention_days <= 36500:
+            out.append("--audit-retention-days must be between 0 (keep for ever) and 36500")
         if not 1 <= self.processes <= 256:
             out.append("--processes must be between 1 and 256")
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):

@@ -228,7 +228,7 @@ def test_store_unavailable_is_an_error_from_the_server_not_unreachable(store: St
     container = bootstrap(
         grpc_fixtures.make_settings(), store=switchable, root_key=secrets.token_bytes(32)
     )
-    key = container.admin_keys.create(None)[1]
+    key = container.admin_keys.create_local(None)[1]
     srv = grpc_fixtures.start_server(container)
     try:
         env = {"M2MAUTH_SERVER": f"127.0.0.1:{srv.port}", "M2MAUTH_ADMIN_KEY": key}

@@ -34,6 +34,8 @@ def test_every_client_command_of_the_issue_exists() -> None:
         ("orgs", "revoke-tokens"),
         *(("apps", verb) for verb in ("create", "get", "list", "update", "delete")),
         ("apps", "revoke-tokens"),
+        ("apps", "usage"),
+        *(("admin-keys", verb) for verb in ("create", "list", "get", "revoke")),
         *(("secrets", verb) for verb in ("create", "list", "revoke")),
         ("keys", "list"),
         ("keys", "rotate"),

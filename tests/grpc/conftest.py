@@ -17,6 +17,7 @@ from m2mauth.core.interfaces import Store
 from m2mauth.grpc.server import GrpcServer, create_server
 from m2mauth.store.sql import SqlStore
 from m2mauth.v1 import (
+    admin_key_service_pb2_grpc,
     application_service_pb2_grpc,
     audit_service_pb2_grpc,
     key_service_pb2_grpc,
@@ -34,6 +35,7 @@ class Stubs:
     tokens: token_service_pb2_grpc.TokenServiceStub
     keys: key_service_pb2_grpc.KeyServiceStub
     health: health_pb2_grpc.HealthStub
+    admin_keys: admin_key_service_pb2_grpc.AdminKeyServiceStub
 
 
 def bearer(key: str) -> list[tuple[str, str]]:
@@ -48,6 +50,7 @@ def make_stubs(channel: grpc.Channel) -> Stubs:
         tokens=token_service_pb2_grpc.TokenServiceStub(channel),
         keys=key_service_pb2_grpc.KeyServiceStub(channel),
         health=health_pb2_grpc.HealthStub(channel),
+        admin_keys=admin_key_service_pb2_grpc.AdminKeyServiceStub(channel),
     )
 
 
@@ -86,7 +89,7 @@ def stubs(server: GrpcServer) -> Iterator[Stubs]:
 @pytest.fixture
 def admin_key(container: App) -> str:
     """An environment admin key."""
-    return container.admin_keys.create(None)[1]
+    return container.admin_keys.create_local(None)[1]
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ class RichError:
     reason: str
     domain: str
     fields: list[str]
+    metadata: dict[str, str]
 
 
 def rich_error(err: grpc.RpcError) -> RichError:
@@ -23,13 +24,14 @@ def rich_error(err: grpc.RpcError) -> RichError:
     assert status is not None, f"no rich status on {err!r}"
     reason = domain = ""
     fields: list[str] = []
+    metadata: dict[str, str] = {}
     for detail in status.details:
         if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
             info = error_details_pb2.ErrorInfo()
             detail.Unpack(info)
-            reason, domain = info.reason, info.domain
+            reason, domain, metadata = info.reason, info.domain, dict(info.metadata)
         elif detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
             bad = error_details_pb2.BadRequest()
             detail.Unpack(bad)
             fields += [v.field for v in bad.field_violations]
-    return RichError(err.code(), status.message, reason, domain, fields)
+    return RichError(err.code(), status.message, reason, domain, fields, metadata)

@@ -345,7 +345,7 @@ def test_organization_key_sees_only_its_organization(
     their_secret = stubs.apps.CreateClientSecret(
         app_pb.CreateClientSecretRequest(application_id=their_app.id), metadata=bearer(admin_key)
     ).client_secret
-    _, org_key = container.admin_keys.create(mine.id)
+    _, org_key = container.admin_keys.create_local(mine.id)
     md = bearer(org_key)
 
     # Own organization: full management of applications and secrets.
@@ -560,7 +560,7 @@ def test_organization_key_reads_only_its_audit_events(
     mine = create_org(stubs, admin_key, "Mine")
     theirs = create_org(stubs, admin_key, "Theirs")
     create_app(stubs, admin_key, theirs.id)
-    _, org_key = container.admin_keys.create(mine.id)
+    _, org_key = container.admin_keys.create_local(mine.id)
     events = stubs.audit.ListAuditEvents(
         audit_pb.ListAuditEventsRequest(), metadata=bearer(org_key)
     ).audit_events

@@ -73,7 +73,7 @@ def proxied_store(postgres_url: str) -> Iterator[tuple[SqlStore, TcpProxy]]:
 def test_store_outage_is_unavailable_and_health_follows_it(postgres_url: str) -> None:
     with proxied_store(postgres_url) as (store, proxy):
         container = bootstrap(make_settings(), store=store, root_key=secrets.token_bytes(32))
-        _, key = container.admin_keys.create(None)
+        _, key = container.admin_keys.create_local(None)
         server = start_server(container)
         try:
             with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
@@ -190,7 +190,7 @@ def test_unexpected_errors_are_internal_without_details(store: Store) -> None:
     container = bootstrap(
         make_settings(), store=ExplodingStore(store), root_key=secrets.token_bytes(32)
     )
-    _, key = container.admin_keys.create(None)
+    _, key = container.admin_keys.create_local(None)
     server = start_server(container)
     try:
         with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:

@@ -44,7 +44,7 @@ def fails(call: Callable[..., Any], *args: Any, **kwargs: Any) -> RichError:
 
 @pytest.fixture
 def api(world: TokenWorld) -> Iterator[Api]:
-    admin_keys = AdminKeys(world.store, world.hasher, world.clock)
+    admin_keys = AdminKeys(world.store, world.hasher, world.clock, world.pages)
     client = world.client(scopes=("read", "write"))
     other = world.client(client.org)
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
@@ -61,8 +61,8 @@ def api(world: TokenWorld) -> Iterator[Api]:
             yield Api(
                 tokens=token_grpc.TokenServiceStub(channel),
                 keys=key_grpc.KeyServiceStub(channel),
-                admin_key=admin_keys.create(None)[1],
-                org_admin_key=admin_keys.create(client.org.id)[1],
+                admin_key=admin_keys.create_local(None)[1],
+                org_admin_key=admin_keys.create_local(client.org.id)[1],
                 client=client,
                 other=other,
             )

@@ -97,7 +97,7 @@ def running_shim(store: Store, backend_kind: str, **settings: object) -> Iterato
         backend = InProcessBackend(servicer, store.ping)
     http: HttpServer = start_http_server(create_http_app(backend, config.issuer), sock, grace=1)
     try:
-        _, admin_key = container.admin_keys.create(None)
+        _, admin_key = container.admin_keys.create_local(None)
         yield Shim(
             base_url=f"http://127.0.0.1:{http.port}",
             issuer=config.issuer,

@@ -70,7 +70,7 @@ def running_clocked_shim(store: Store, clock: MovableClock) -> Iterator[ClockedS
     backend = InProcessBackend(container.servicers.tokens, store.ping)
     http = start_http_server(create_http_app(backend, config.issuer), sock, grace=1)
     try:
-        _, admin_key = container.admin_keys.create(None)
+        _, admin_key = container.admin_keys.create_local(None)
         yield ClockedShim(
             base_url=f"http://127.0.0.1:{http.port}",
             issuer=config.issuer,

@@ -18,6 +18,7 @@ from m2mauth.core.errors import StoreUnavailable
 from m2mauth.core.interfaces import UnitOfWork
 from m2mauth.core.models import (
     AdminKey,
+    AdminKeyUsage,
     Application,
     AuditEvent,
     AuditFilter,
@@ -72,6 +73,14 @@ CALLS: dict[str, Callable[[UnitOfWork], Any]] = {
     ),
     "add_admin_key": lambda u: u.add_admin_key(AdminKey("ak_1", b"h", "abcd", None, NOW)),
     "get_admin_key_by_hash": lambda u: u.get_admin_key_by_hash(b"h"),
+    "get_admin_key": lambda u: u.get_admin_key("ak_1"),
+    "list_admin_keys": lambda u: u.list_admin_keys(
+        organization_id=None, include_revoked=True, after_id=None, limit=10
+    ),
+    "update_admin_key": lambda u: u.update_admin_key(AdminKey("ak_1", b"h", "abcd", None, NOW)),
+    "record_admin_key_usage": lambda u: u.record_admin_key_usage([AdminKeyUsage("ak_1", NOW)]),
+    "list_daily_usage": lambda u: u.list_daily_usage("app_1", since=NOW.date()),
+    "purge_audit_events": lambda u: u.purge_audit_events(NOW, limit=10),
     "count_admin_keys": lambda u: u.count_admin_keys(),
     "add_audit_event": lambda u: u.add_audit_event(AuditEvent("evt_1", NOW, "ak_1", "x")),
     "list_audit_events": lambda u: u.list_audit_events(AuditFilter(), before_id=None, limit=10),

@@ -78,7 +78,7 @@ def test_background_jobs_flush_usage_and_maintain_keys(world: TokenWorld) -> Non
     )
     app.start()
     app.background.start()  # idempotent: no second set of threads
-    assert sorted(t.name for t in app.background.threads) == ["token-flush", "token-maintenance"]
+    assert sorted(t.name for t in app.background.threads) == ["maintenance", "usage-flush"]
     c = world.client()
     app.tokens.issue_token(secret_request(c.client_id, c.secret))
     assert wait_for(

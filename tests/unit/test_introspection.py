@@ -229,7 +229,7 @@ def test_bad_caller_credentials_are_invalid_client(world: TokenWorld) -> None:
     c = world.client()
     with pytest.raises(errors.InvalidClient):
         world.components.authenticate_client(ClientCredentials(c.client_id, "wrong"))
-    world.components.flush()
+    world.components.flush(final=True)
     with world.store.unit_of_work() as uow:
         actions = [
             e.action for e in uow.list_audit_events(AuditFilter(), before_id=None, limit=100)

@@ -35,6 +35,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from examples.protected_api.projects import ProjectStore
 
+from m2mauth.v1 import admin_key_service_pb2 as ak_pb
+from m2mauth.v1 import admin_key_service_pb2_grpc as ak_grpc
 from m2mauth.v1 import application_service_pb2 as app_pb
 from m2mauth.v1 import application_service_pb2_grpc as app_grpc
 from m2mauth.v1 import key_service_pb2 as key_pb
@@ -454,12 +456,77 @@ def test_key_rotation_on_the_server_is_picked_up_without_restart(
     assert http_call(projects_url(api, acme.org_id), token=before).status == 200
 
 
+def verifier_key(live: LiveM2mauth) -> str:
+    """What the operator hands the API host: a token-verifier key, not an admin key."""
+    with grpc.insecure_channel(live.grpc_target) as channel:
+        reply = ak_grpc.AdminKeyServiceStub(channel).CreateAdminKey(
+            ak_pb.CreateAdminKeyRequest(
+                admin_key=res.AdminKey(name="projects api", role=res.ADMIN_KEY_ROLE_TOKEN_VERIFIER)
+            ),
+            metadata=_admin(live),
+            timeout=10,
+        )
+    key: str = reply.key
+    return key
+
+
+def revoke(live: LiveM2mauth, token: str, key: str) -> None:
+    request = urllib.request.Request(  # noqa: S310 - the live server on 127.0.0.1
+        f"{live.http_base}/oauth2/revoke",
+        data=urllib.parse.urlencode({"token": token}).encode(),
+        headers={"Authorization": f"Bearer {key}"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+        assert response.status == 200
+
+
+def test_the_example_refuses_a_revoked_token_checked_with_a_verifier_key(
+    live_m2mauth: LiveM2mauth, acme: Partner
+) -> None:
+    key = verifier_key(live_m2mauth)
+    introspection = IntrospectionClient(
+        f"{live_m2mauth.http_base}/oauth2/introspection", bearer_token=key, cache_ttl=0
+    )
+    verifier = TokenVerifier(
+        live_m2mauth.issuer,
+        API_AUDIENCE,
+        jwks_url=f"{live_m2mauth.http_base}/oauth2/jwks",
+        introspection=introspection,
+    )
+    store = ProjectStore()
+    store.create(acme.org_id, "acme-roadmap")
+    token = get_token(live_m2mauth, acme)
+    with running_example(verifier, store, introspect=True) as api:
+        assert http_call(projects_url(api, acme.org_id), token=token).status == 200
+        assert [p["name"] for p in api.rpc.list_projects(acme.org_id, token)] == ["acme-roadmap"]
+        # The partner's admin revokes the token (an admin key; the API could too).
+        revoke(live_m2mauth, token, live_m2mauth.admin_key)
+        assert_unauthenticated(api, acme.org_id, token, "the token is not active")
+        # A fresh token still works: only the revoked one is refused.
+        assert (
+            http_call(projects_url(api, acme.org_id), token=get_token(live_m2mauth, acme)).status
+            == 200
+        )
+    # The verifier key manages nothing.
+    with (
+        grpc.insecure_channel(live_m2mauth.grpc_target) as channel,
+        pytest.raises(grpc.RpcError) as info,
+    ):
+        org_grpc.OrganizationServiceStub(channel).ListOrganizations(
+            org_pb.ListOrganizationsRequest(),
+            metadata=[("authorization", f"Bearer {key}")],
+            timeout=10,
+        )
+    assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
 def test_revocation_is_seen_by_verify_and_introspect(
     live_m2mauth: LiveM2mauth, acme: Partner
 ) -> None:
+    key = verifier_key(live_m2mauth)
     introspection = IntrospectionClient(
         f"{live_m2mauth.http_base}/oauth2/introspection",
-        bearer_token=live_m2mauth.admin_key,
+        bearer_token=key,
         cache_ttl=0,
     )
     verifier = TokenVerifier(
@@ -470,13 +537,8 @@ def test_revocation_is_seen_by_verify_and_introspect(
     )
     token = get_token(live_m2mauth, acme)
     assert verifier.verify_and_introspect(token).org_id == acme.org_id
-    request = urllib.request.Request(  # noqa: S310 - the live server on 127.0.0.1
-        f"{live_m2mauth.http_base}/oauth2/revoke",
-        data=urllib.parse.urlencode({"token": token}).encode(),
-        headers={"Authorization": f"Bearer {live_m2mauth.admin_key}"},
-    )
-    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
-        assert response.status == 200
+    # The resource server revokes with its own verifier key (RFC 7009).
+    revoke(live_m2mauth, token, key)
     with pytest.raises(InvalidToken, match="not active"):
         verifier.verify_and_introspect(token)
     # Offline verification cannot see revocation: that is what introspection is for.

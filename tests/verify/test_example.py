@@ -39,14 +39,16 @@ class ExampleApi:
 
 
 @contextmanager
-def running_example(verifier: TokenVerifier, store: ProjectStore) -> Iterator[ExampleApi]:
+def running_example(
+    verifier: TokenVerifier, store: ProjectStore, *, introspect: bool = False
+) -> Iterator[ExampleApi]:
     """The example's gRPC server and HTTP app on ports 0, and a client for each."""
-    server, port = create_grpc_server(verifier, store)
+    server, port = create_grpc_server(verifier, store, introspect=introspect)
     server.start()
     try:
         with (
             grpc.insecure_channel(f"127.0.0.1:{port}") as channel,
-            serve_asgi(create_http_app(verifier, store)) as http_url,
+            serve_asgi(create_http_app(verifier, store, introspect=introspect)) as http_url,
         ):
             yield ExampleApi(ProjectsClient(channel), channel, http_url, store)
     finally:

@@ -19,6 +19,7 @@ from m2mauth.cli_support.failure import usage_failure
 from m2mauth.cli_support.options import Connection
 from m2mauth.cli_support.rpc_errors import describe_rpc_error
 from m2mauth.v1 import (
+    admin_key_service_pb2_grpc,
     application_service_pb2_grpc,
     audit_service_pb2_grpc,
     key_service_pb2_grpc,
@@ -69,6 +70,7 @@ class Session:
         self.audit = audit_service_pb2_grpc.AuditServiceStub(self._channel)
         self.keys = key_service_pb2_grpc.KeyServiceStub(self._channel)
         self.tokens = token_service_pb2_grpc.TokenServiceStub(self._channel)
+        self.admin_keys = admin_key_service_pb2_grpc.AdminKeyServiceStub(self._channel)
 
     def _connected(self) -> bool:
         """Whether the channel is connected to the server right now.

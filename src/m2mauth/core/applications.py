@@ -5,20 +5,27 @@ from __future__ import annotations
 import builtins
 import dataclasses
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 from m2mauth.core import audit, ids, validation
 from m2mauth.core.clock import Clock
 from m2mauth.core.credentials import CLIENT_SECRET_PREFIX, CredentialHasher
 from m2mauth.core.errors import InvalidField, NotFound, SecretLimitReached
 from m2mauth.core.interfaces import Store, UnitOfWork
-from m2mauth.core.models import Application, ClientSecret, Principal
+from m2mauth.core.models import Application, ClientSecret, DailyUsage, Principal
 from m2mauth.core.organizations import visible_organization
 from m2mauth.core.pagination import Page, Pager, PageTokenCodec
+from m2mauth.core.permissions import Permission, require
 
 UPDATABLE = ("name", "description", "scopes", "audiences", "token_ttl_seconds", "enabled")
 RESOURCE = "application"
+APP_READ = Permission.APPLICATIONS_READ
+APP_WRITE = Permission.APPLICATIONS_WRITE
+SECRET_READ = Permission.SECRETS_READ
+SECRET_WRITE = Permission.SECRETS_WRITE
 DEFAULT_MAX_SECRETS = 5
+DEFAULT_USAGE_DAYS = 30
+MAX_USAGE_DAYS = 366
 DEFAULT_MAX_TOKEN_TTL_SECONDS = 86400
 
 
@@ -67,6 +74,7 @@ class Applications:
     def create(
         self, principal: Principal, organization_id: str, f: ApplicationFields
     ) -> Application:
+        require(principal, APP_WRITE)
         if not organization_id:
             raise InvalidField("application.organization_id", "is required")
         now = self._clock()
@@ -106,12 +114,14 @@ class Applications:
         return app
 
     def get(self, principal: Principal, app_id: str) -> Application:
+        require(principal, APP_READ)
         with self._store.reading() as uow:
             return visible_application(uow, principal, app_id)
 
     def list(
         self, principal: Principal, organization_id: str, requested_page_size: int, token: str
     ) -> Page[Application]:
+        require(principal, APP_READ)
         pager = Pager(
             self._pages, "applications", {"org": organization_id}, requested_page_size, token
         )
@@ -127,6 +137,7 @@ class Applications:
     def update(
         self, principal: Principal, app_id: str, mask: Sequence[str], f: ApplicationFields
     ) -> Application:
+        require(principal, APP_WRITE)
         if "organization_id" in mask:
             raise InvalidField("update_mask", "organization_id is immutable")
         paths = validation.update_mask(mask, UPDATABLE)
@@ -166,6 +177,7 @@ class Applications:
         return updated
 
     def delete(self, principal: Principal, app_id: str) -> None:
+        require(principal, APP_WRITE)
         with self._store.unit_of_work() as uow:
             app = visible_application(uow, principal, app_id)
             uow.delete_application(app_id)
@@ -182,6 +194,7 @@ class Applications:
 
     def revoke_tokens(self, principal: Principal, app_id: str) -> datetime:
         """Kill switch: every token of the application issued until now is revoked."""
+        require(principal, APP_WRITE)
         with self._store.unit_of_work() as uow:
             app = visible_application(uow, principal, app_id)
             now = self._clock()
@@ -203,6 +216,7 @@ class Applications:
         self, principal: Principal, app_id: str, expires_at: datetime | None
     ) -> tuple[ClientSecret, str]:
         """Create a secret; return it and the plaintext, which is never stored."""
+        require(principal, SECRET_WRITE)
         now = self._clock()
         if expires_at is not None and expires_at <= now:
             raise InvalidField("expire_time", "must be in the future")
@@ -240,12 +254,14 @@ class Applications:
         return secret, plaintext
 
     def list_secrets(self, principal: Principal, app_id: str) -> builtins.list[ClientSecret]:
+        require(principal, SECRET_READ)
         now = self._clock()
         with self._store.reading() as uow:
             visible_application(uow, principal, app_id)
             return [s for s in uow.list_client_secrets(app_id) if _is_live(s, now)]
 
     def revoke_secret(self, principal: Principal, app_id: str, secret_id: str) -> None:
+        require(principal, SECRET_WRITE)
         validation.resource_id("id", secret_id, ids.CLIENT_SECRET, "client secret")
         with self._store.unit_of_work() as uow:
             app = visible_application(uow, principal, app_id)
@@ -261,6 +277,27 @@ class Applications:
                     target=secret_id,
                 )
             )
+
+    def usage(
+        self, principal: Principal, app_id: str, days: int
+    ) -> tuple[datetime | None, builtins.list[DailyUsage]]:
+        """When the application last got a token, and its tokens per day over the
+        last ``days`` days (today, UTC, included), newest first."""
+        require(principal, APP_READ)
+        if days == 0:
+            days = DEFAULT_USAGE_DAYS
+        if not 1 <= days <= MAX_USAGE_DAYS:
+            raise InvalidField("days", f"must be 0 (for {DEFAULT_USAGE_DAYS}) to {MAX_USAGE_DAYS}")
+        since = self._clock().astimezone(UTC).date() - timedelta(days=days - 1)
+        with self._store.reading() as uow:
+            visible_application(uow, principal, app_id)
+            daily = uow.list_daily_usage(app_id, since=since)
+            secrets = uow.list_client_secrets(app_id)
+        # The latest of the secrets' last uses and of the days counted (a
+        # revoked secret's last use lives on in its day's count).
+        candidates = [s.last_used_at for s in secrets if s.last_used_at is not None]
+        candidates += [d.last_used_at for d in daily[:1]]
+        return (max(candidates) if candidates else None), daily
 
 
 def _is_live(secret: ClientSecret, now: datetime) -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from m2mauth.core.client_auth import AuthenticatedClient
+from m2mauth.core.echo import shown
 from m2mauth.core.errors import InvalidScope, InvalidTarget
 from m2mauth.core.issuance import AccessTokens, IssuedToken
 from m2mauth.core.models import Application
@@ -47,7 +48,7 @@ def granted_scopes(requested: str, allowed: tuple[str, ...]) -> tuple[str, ...]:
             )
         if token not in allowed:
             # Name the scope: the client asked for it, so this reveals nothing new.
-            raise InvalidScope(f"scope {token!r} is not allowed for this client")
+            raise InvalidScope(f"scope {shown(token)} is not allowed for this client")
         if token not in granted:
             granted.append(token)
     return tuple(granted)
@@ -59,7 +60,7 @@ def chosen_audience(requested: str, default: str, app: Application) -> str:
         return default
     if requested in app.audiences:
         return requested
-    raise InvalidTarget(f"audience {requested!r} is not allowed for this client")
+    raise InvalidTarget(f"audience {shown(requested)} is not allowed for this client")
 
 
 def token_lifetime(app: Application, default_ttl: int, max_ttl: int) -> int:

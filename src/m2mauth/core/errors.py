@@ -5,6 +5,8 @@ The reasons match ``m2mauth.v1.ErrorReason`` names without the prefix.
 
 from __future__ import annotations
 
+from m2mauth.core.echo import shown
+
 
 class DomainError(Exception):
     """Base of every error the core raises on purpose."""
@@ -14,6 +16,11 @@ class DomainError(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+    @property
+    def metadata(self) -> dict[str, str]:
+        """Facts for ErrorInfo.metadata (AIP-193); never a secret."""
+        return {}
 
 
 class InvalidField(DomainError):
@@ -43,7 +50,7 @@ class NotFound(DomainError):
     reason = "NOT_FOUND"
 
     def __init__(self, resource: str, resource_id: str) -> None:
-        super().__init__(f"{resource} {resource_id!r} not found")
+        super().__init__(f"{resource} {shown(resource_id)} not found")
         self.resource = resource
         self.resource_id = resource_id
 
@@ -78,9 +85,17 @@ class AdminKeyInvalid(DomainError):
 
 
 class PermissionDenied(DomainError):
-    """A valid admin key that may not make this call."""
+    """A valid admin key that may not make this call; names the missing permission."""
 
     reason = "PERMISSION_DENIED"
+
+    def __init__(self, message: str, *, permission: str) -> None:
+        super().__init__(message)
+        self.permission = permission
+
+    @property
+    def metadata(self) -> dict[str, str]:
+        return {"permission": self.permission}
 
 
 class InvalidClient(DomainError):
@@ -113,7 +128,7 @@ class UnsupportedGrantType(DomainError):
     reason = "UNSUPPORTED_GRANT_TYPE"
 
     def __init__(self, grant_type: str, supported: str = "client_credentials") -> None:
-        super().__init__(f"grant_type {grant_type!r} is not supported; use {supported}")
+        super().__init__(f"grant_type {shown(grant_type)} is not supported; use {supported}")
         self.field = "grant_type"
 
 

@@ -17,15 +17,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
-from datetime import datetime
+from datetime import date, datetime
 from typing import Protocol
 
 from m2mauth.core.models import (
     AdminKey,
+    AdminKeyUsage,
     Application,
     AuditEvent,
     AuditFilter,
     ClientSecret,
+    DailyUsage,
     Organization,
     RevokedToken,
     SecretUsage,
@@ -75,7 +77,11 @@ class ApplicationStore(Protocol):
     def update_application(self, app: Application) -> None: ...
 
     def delete_application(self, app_id: str) -> None:
-        """Delete the application and its secrets."""
+        """Delete the application, its secrets and its daily usage."""
+
+    def list_daily_usage(self, application_id: str, *, since: date) -> list[DailyUsage]:
+        """The application's tokens per day on ``since`` or later, newest day first."""
+        ...
 
 
 class ClientSecretStore(Protocol):
@@ -96,7 +102,10 @@ class ClientSecretStore(Protocol):
         (SELECT ... FOR UPDATE on PostgreSQL; SQLite's writer lock suffices)."""
 
     def record_secret_usage(self, usages: Sequence[SecretUsage]) -> None:
-        """Apply coalesced usage: last_used_at = max(stored, given)."""
+        """Apply coalesced usage: each secret's last_used_at = max(stored, given),
+        and each application's count of tokens on the usage's day += tokens_issued
+        (its last_used_at that day = the max). Usage of a secret or application
+        that no longer exists is ignored."""
 
 
 class AdminKeyStore(Protocol):
@@ -104,7 +113,27 @@ class AdminKeyStore(Protocol):
 
     def add_admin_key(self, key: AdminKey) -> None: ...
 
+    def get_admin_key(self, key_id: str) -> AdminKey | None: ...
+
     def get_admin_key_by_hash(self, key_hash: bytes) -> AdminKey | None: ...
+
+    def list_admin_keys(
+        self,
+        *,
+        organization_id: str | None,
+        include_revoked: bool,
+        after_id: str | None,
+        limit: int,
+    ) -> list[AdminKey]:
+        """Ascending by id, ids > after_id; organization_id None means every key
+        (environment-wide ones included), else that organization's keys only."""
+        ...
+
+    def update_admin_key(self, key: AdminKey) -> None:
+        """Replace the stored key with this id (its hash never changes)."""
+
+    def record_admin_key_usage(self, usages: Sequence[AdminKeyUsage]) -> None:
+        """last_used_at = max(stored, given); unknown ids are ignored."""
 
     def count_admin_keys(self) -> int: ...
 
@@ -117,7 +146,13 @@ class AuditStore(Protocol):
     def list_audit_events(
         self, flt: AuditFilter, *, before_id: str | None, limit: int
     ) -> list[AuditEvent]:
-        """Descending by id (newest first), ids < before_id."""
+        """Descending by id (newest first), ids < before_id; every set filter
+        field must match (start inclusive, end exclusive)."""
+        ...
+
+    def purge_audit_events(self, before: datetime, *, limit: int) -> int:
+        """Delete at most ``limit`` of the oldest events whose time is before
+        ``before``; return how many."""
         ...
 
 

@@ -26,6 +26,7 @@ from m2mauth.core.clock import Clock
 from m2mauth.core.interfaces import Store
 from m2mauth.core.issuance import TOKEN_TYPE
 from m2mauth.core.models import Principal, TokenState
+from m2mauth.core.permissions import Permission, require
 from m2mauth.core.verification import SignedTokens, audiences, is_current
 
 # Who may introspect: an admin key, or an application with its own credentials.
@@ -85,6 +86,10 @@ class Introspector:
         """RFC 7662 section 2.2 response: the claims if active, else exactly
         ``{"active": False}``. The token_type_hint (section 2.1) is not needed:
         this server issues only access tokens."""
+        if isinstance(caller, Principal):
+            # Checked before anything else: a key that may not introspect learns
+            # nothing about any token.
+            require(caller, Permission.TOKENS_INTROSPECT)
         claims = self._tokens.claims(token)
         if claims is None or not is_current(claims, self._clock(), self._leeway):
             return dict(INACTIVE)

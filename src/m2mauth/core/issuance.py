@@ -12,7 +12,7 @@ here; see :mod:`m2mauth.core.usage`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
@@ -127,11 +127,12 @@ class TokenEndpoint:
         clients: ClientAuthentication,
         grants: Sequence[Grant],
         *,
-        on_auth_failure: FailureSink | None = None,
+        failure_sink: Callable[[str], FailureSink] | None = None,
     ) -> None:
         self._clients = clients
         self._grants = {grant.grant_type: grant for grant in grants}
-        self._on_auth_failure = on_auth_failure
+        # Given the caller's address, where to report a failed authentication.
+        self._failure_sink = failure_sink
 
     @property
     def grant_types(self) -> tuple[str, ...]:
@@ -147,5 +148,6 @@ class TokenEndpoint:
             raise UnsupportedGrantType(request.grant_type, supported)
         # Authenticate before judging scope or audience: an unauthenticated
         # caller learns nothing about what a client may ask for.
-        client = self._clients.authenticate(request.credentials, self._on_auth_failure)
+        sink = self._failure_sink(request.source) if self._failure_sink else None
+        client = self._clients.authenticate(request.credentials, sink)
         return grant.issue(request, client)

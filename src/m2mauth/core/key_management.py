@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-from m2mauth.core.errors import InvalidField, PermissionDenied
+from m2mauth.core.errors import InvalidField
 from m2mauth.core.models import Principal, SigningKey, SigningKeyState
 from m2mauth.core.pagination import Page, Pager, PageTokenCodec
+from m2mauth.core.permissions import Permission, require_environment
 from m2mauth.core.signing_keys import ALGORITHMS, SigningKeyRing
-
-
-def _require_environment(principal: Principal, what: str) -> None:
-    if not principal.is_environment:
-        raise PermissionDenied(f"an organization-scoped admin key cannot {what}")
 
 
 class SigningKeyAdmin:
@@ -22,7 +18,7 @@ class SigningKeyAdmin:
         self, principal: Principal, requested_page_size: int, token: str, show_retired: bool
     ) -> Page[SigningKey]:
         """Newest first (AIP-158 pages; the token carries the last id shown)."""
-        _require_environment(principal, "list signing keys")
+        require_environment(principal, Permission.SIGNING_KEYS_READ, "list signing keys")
         filters = {"retired": "1" if show_retired else "0"}
         pager = Pager(self._pages, "signing_keys", filters, requested_page_size, token)
         # Few keys exist (two live ones plus those rotated out), so listing
@@ -37,7 +33,7 @@ class SigningKeyAdmin:
 
     def rotate(self, principal: Principal, algorithm: str | None) -> tuple[SigningKey, SigningKey]:
         """Promote NEXT now; (current, next). See SigningKeyRing.rotate for the caveat."""
-        _require_environment(principal, "rotate signing keys")
+        require_environment(principal, Permission.SIGNING_KEYS_WRITE, "rotate signing keys")
         if algorithm is not None and algorithm not in ALGORITHMS:
             raise InvalidField("algorithm", f"must be one of {', '.join(ALGORITHMS)}")
         return self._ring.rotate(algorithm, actor=principal.admin_key_id)

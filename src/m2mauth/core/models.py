@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, date, datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,15 +47,37 @@ class ClientSecret:
     last_used_at: datetime | None = None
 
 
+class AdminKeyRole(enum.Enum):
+    """What an admin key may do; the permissions of each are in core/permissions.py."""
+
+    ADMIN = "admin"
+    TOKEN_VERIFIER = "token-verifier"  # noqa: S105 - a role name, not a secret
+    AUDITOR = "auditor"
+
+
 @dataclass(frozen=True, slots=True)
 class AdminKey:
     id: str
     key_hash: bytes
     hint: str
-    # None: environment key (manages everything); else scoped to one organization.
+    # None: environment key; else scoped to one organization.
     organization_id: str | None
     created_at: datetime
     revoked_at: datetime | None = None
+    name: str = ""
+    role: AdminKeyRole = AdminKeyRole.ADMIN
+    expires_at: datetime | None = None
+    # The admin key id that created it, or "system" (the local bootstrap command).
+    created_by: str = "system"
+    last_used_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AdminKeyUsage:
+    """The latest use of one admin key, flushed in the background."""
+
+    admin_key_id: str
+    last_used_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +86,7 @@ class Principal:
 
     admin_key_id: str
     organization_id: str | None
+    role: AdminKeyRole = AdminKeyRole.ADMIN
 
     @property
     def is_environment(self) -> bool:
@@ -111,6 +134,8 @@ class AuditEvent:
 class AuditFilter:
     organization_id: str | None = None
     application_id: str | None = None
+    action: str | None = None
+    actor: str | None = None
     start: datetime | None = None  # inclusive
     end: datetime | None = None  # exclusive
 
@@ -125,12 +150,26 @@ class RevokedToken:
 
 @dataclass(frozen=True, slots=True)
 class SecretUsage:
-    """Coalesced usage of one client secret, flushed in the background."""
+    """Coalesced usage of one client secret on one day (UTC), flushed in the background."""
 
     secret_id: str
     application_id: str
     last_used_at: datetime
     tokens_issued: int
+
+    @property
+    def day(self) -> date:
+        """The UTC day the tokens counted here were issued on."""
+        return self.last_used_at.astimezone(UTC).date()
+
+
+@dataclass(frozen=True, slots=True)
+class DailyUsage:
+    """Tokens issued to one application on one UTC day, and the last of them."""
+
+    day: date
+    tokens_issued: int
+    last_used_at: datetime
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,13 +8,16 @@ from datetime import datetime
 
 from m2mauth.core import audit, ids, validation
 from m2mauth.core.clock import Clock
-from m2mauth.core.errors import FailedPrecondition, NotFound, PermissionDenied
+from m2mauth.core.errors import FailedPrecondition, NotFound
 from m2mauth.core.interfaces import Store, UnitOfWork
 from m2mauth.core.models import Organization, Principal
 from m2mauth.core.pagination import Page, Pager, PageTokenCodec
+from m2mauth.core.permissions import Permission, require, require_environment
 
 UPDATABLE = ("name", "external_id", "enabled")
 RESOURCE = "organization"
+READ = Permission.ORGANIZATIONS_READ
+WRITE = Permission.ORGANIZATIONS_WRITE
 
 
 def visible_organization(uow: UnitOfWork, principal: Principal, org_id: str) -> Organization:
@@ -32,11 +35,6 @@ def visible_organization(uow: UnitOfWork, principal: Principal, org_id: str) -> 
     return org
 
 
-def _require_environment(principal: Principal, what: str) -> None:
-    if not principal.is_environment:
-        raise PermissionDenied(f"an organization-scoped admin key cannot {what}")
-
-
 class Organizations:
     def __init__(self, store: Store, pages: PageTokenCodec, clock: Clock) -> None:
         self._store = store
@@ -46,7 +44,7 @@ class Organizations:
     def create(
         self, principal: Principal, name: str, external_id: str, enabled: bool | None
     ) -> Organization:
-        _require_environment(principal, "create organizations")
+        require_environment(principal, WRITE, "create organizations")
         now = self._clock()
         org = Organization(
             id=ids.new_id(ids.ORGANIZATION, int(now.timestamp() * 1000)),
@@ -70,12 +68,14 @@ class Organizations:
         return org
 
     def get(self, principal: Principal, org_id: str) -> Organization:
+        require(principal, READ)
         with self._store.reading() as uow:
             return visible_organization(uow, principal, org_id)
 
     def list(
         self, principal: Principal, requested_page_size: int, token: str
     ) -> Page[Organization]:
+        require(principal, READ)
         pager = Pager(self._pages, "organizations", {}, requested_page_size, token)
         with self._store.reading() as uow:
             rows = uow.list_organizations(
@@ -92,6 +92,7 @@ class Organizations:
         external_id: str,
         enabled: bool | None,
     ) -> Organization:
+        require(principal, WRITE)
         paths = validation.update_mask(mask, UPDATABLE)
         changes: dict[str, object] = {}
         if "name" in paths:
@@ -103,7 +104,7 @@ class Organizations:
             changes["enabled"] = bool(enabled)
         with self._store.unit_of_work() as uow:
             current = visible_organization(uow, principal, org_id)
-            _require_environment(principal, "update organizations")
+            require_environment(principal, WRITE, "update organizations")
             now = self._clock()
             updated = dataclasses.replace(current, updated_at=now, **changes)  # type: ignore[arg-type]
             uow.update_organization(updated)
@@ -120,9 +121,10 @@ class Organizations:
         return updated
 
     def delete(self, principal: Principal, org_id: str, force: bool) -> None:
+        require(principal, WRITE)
         with self._store.unit_of_work() as uow:
             visible_organization(uow, principal, org_id)
-            _require_environment(principal, "delete organizations")
+            require_environment(principal, WRITE, "delete organizations")
             apps = uow.count_applications(org_id)
             if apps and not force:
                 raise FailedPrecondition(
@@ -142,6 +144,7 @@ class Organizations:
             )
 
     def revoke_tokens(self, principal: Principal, org_id: str) -> datetime:
+        require(principal, WRITE)
         """Kill switch: every token of the organization issued until now is revoked."""
         with self._store.unit_of_work() as uow:
             current = visible_organization(uow, principal, org_id)

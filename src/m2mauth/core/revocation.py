@@ -27,7 +27,8 @@ from m2mauth.core.clock import Clock
 from m2mauth.core.errors import UnauthorizedClient
 from m2mauth.core.interfaces import Store
 from m2mauth.core.introspection import Caller, may_see
-from m2mauth.core.models import RevokedToken
+from m2mauth.core.models import Principal, RevokedToken
+from m2mauth.core.permissions import Permission, require
 from m2mauth.core.verification import SignedTokens
 
 
@@ -52,6 +53,8 @@ class Revoker:
         an invalid or expired token, a deleted application, or a token
         already revoked.
         """
+        if isinstance(caller, Principal):
+            require(caller, Permission.TOKENS_REVOKE)
         # The signature is verified (so nobody can revoke by forging a jti),
         # but not exp: an expired token needs no revocation.
         claims = self._tokens.claims(token)

@@ -44,6 +44,8 @@ class DerivedKeys:
     key_encryption: bytes
     credential_hash: bytes
     page_token: bytes
+    # Keys the fingerprints of malformed credentials in the audit log.
+    audit_fingerprint: bytes
 
     @classmethod
     def from_root(cls, root: bytes) -> DerivedKeys:
@@ -53,6 +55,7 @@ class DerivedKeys:
             key_encryption=_derive(root, "key-encryption"),
             credential_hash=_derive(root, "credential-hash"),
             page_token=_derive(root, "page-token"),
+            audit_fingerprint=_derive(root, "audit-fingerprint"),
         )
 
 

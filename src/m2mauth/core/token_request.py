@@ -32,3 +32,5 @@ class TokenRequest:
     scope: str = ""
     # The audience asked for (RFC 8707 section 2); empty asks for the default.
     audience: str = ""
+    # The caller's network address as the transport saw it, for the audit log.
+    source: str = ""

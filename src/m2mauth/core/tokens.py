@@ -16,16 +16,23 @@ periodically (see :mod:`m2mauth.background`):
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from m2mauth.core import audit
-from m2mauth.core.client_auth import AuthenticatedClient, AuthFailure, ClientAuthentication
+from m2mauth.core import ids
+from m2mauth.core.client_auth import (
+    AuthenticatedClient,
+    AuthFailure,
+    ClientAuthentication,
+    FailureSink,
+)
 from m2mauth.core.clock import Clock
 from m2mauth.core.credentials import CredentialHasher
+from m2mauth.core.failures import FailedAttempts, presented_actor
 from m2mauth.core.interfaces import Store
 from m2mauth.core.introspection import Caller, Introspector
 from m2mauth.core.issuance import AccessTokens, IssuedToken, TokenEndpoint
@@ -36,7 +43,7 @@ from m2mauth.core.registry import CLIENT_AUTH_METHODS, GRANTS
 from m2mauth.core.revocation import Revoker
 from m2mauth.core.signing_keys import DEFAULT_REFRESH_INTERVAL_SECONDS, SigningKeyRing
 from m2mauth.core.token_request import ClientCredentials, TokenRequest
-from m2mauth.core.usage import AuditQueue, UsageRecorder
+from m2mauth.core.usage import UsageRecorder
 from m2mauth.core.verification import SignedTokens
 
 log = logging.getLogger("m2mauth.tokens")
@@ -46,28 +53,27 @@ INTROSPECT_FAILED = "token.introspect_failed"
 REVOKE_FAILED = "token.revoke_failed"
 
 
-def _failure_recorder(
-    queue: AuditQueue, clock: Clock, action: str
-) -> Callable[[AuthFailure], None]:
-    """Turn a failed client authentication into a queued audit event."""
+def failure_recorder(
+    attempts: FailedAttempts, fingerprint: Callable[[str], str], action: str, source: str
+) -> FailureSink:
+    """Report a failed client authentication to the aggregated audit trail, and log it."""
 
     def record(failure: AuthFailure) -> None:
         app = failure.application
-        queue.put(
-            audit.event(
-                clock(),
-                # The presented client_id (truncated): who tried, even if unknown.
-                failure.client_id or "(none)",
-                action,
-                organization_id=app.organization_id if app else None,
-                application_id=app.id if app else None,
-                target=app.id if app else None,
-                details={"reason": failure.reason},
-            )
+        # The presented client_id only if it has the shape of one: a secret
+        # typed into the client_id field must not be stored or logged.
+        actor = presented_actor(failure.client_id, ids.CLIENT, fingerprint)
+        attempts.record(
+            actor=actor,
+            action=action,
+            reason=failure.reason,
+            source=source,
+            organization_id=app.organization_id if app else None,
+            application_id=app.id if app else None,
         )
         log.info(
             "client authentication failed",
-            extra={"client_id": failure.client_id, "reason": failure.reason, "action": action},
+            extra={"actor": actor, "reason": failure.reason, "action": action, "source": source},
         )
 
     return record
@@ -79,7 +85,8 @@ class TokenComponents:
     ring: SigningKeyRing
     clients: ClientAuthentication
     usage: UsageRecorder
-    audit_queue: AuditQueue
+    failures: FailedAttempts
+    fingerprint: Callable[[str], str]
     endpoint: TokenEndpoint
     introspector: Introspector
     revoker: Revoker
@@ -91,11 +98,11 @@ class TokenComponents:
         return self.endpoint.issue(request)
 
     def authenticate_client(
-        self, credentials: ClientCredentials, action: str = INTROSPECT_FAILED
+        self, credentials: ClientCredentials, action: str = INTROSPECT_FAILED, source: str = ""
     ) -> AuthenticatedClient:
         """For introspection and revocation callers; failures are audited as ``action``."""
         return self.clients.authenticate(
-            credentials, _failure_recorder(self.audit_queue, self.clock, action)
+            credentials, failure_recorder(self.failures, self.fingerprint, action, source)
         )
 
     def introspect(self, token: str, caller: Caller) -> dict[str, Any]:
@@ -112,12 +119,13 @@ class TokenComponents:
         return self.policy.jwks_max_age_seconds
 
     # --- periodic work, run by the composition root ---------------------------
-    def flush(self) -> None:
-        """Write coalesced usage and queued audit events (both attempted)."""
+    def flush(self, *, final: bool = False) -> None:
+        """Write coalesced usage and the failed attempts of minutes that are over
+        (of every minute if ``final``); both are attempted."""
         try:
             self.usage.flush()
         finally:
-            self.audit_queue.flush()
+            self.failures.flush(final=final)
 
     def maintenance(self) -> None:
         """Key refresh/retire/rotate, then purge of expired revocations."""
@@ -135,6 +143,8 @@ def build_token_components(
     pages: PageTokenCodec,
     clock: Clock,
     *,
+    failures: FailedAttempts,
+    fingerprint: Callable[[str], str],
     client_cache_ttl_seconds: float = DEFAULT_CLIENT_CACHE_TTL_SECONDS,
     key_refresh_interval_seconds: float = DEFAULT_REFRESH_INTERVAL_SECONDS,
     monotonic: Callable[[], float] = time.monotonic,
@@ -162,18 +172,18 @@ def build_token_components(
         monotonic=monotonic,
     )
     clients = ClientAuthentication([method.from_parts(parts) for method in CLIENT_AUTH_METHODS])
-    audit_queue = AuditQueue(store)
     signed = SignedTokens(ring, policy.issuer)
     return TokenComponents(
         policy=policy,
         ring=ring,
         clients=clients,
         usage=usage,
-        audit_queue=audit_queue,
+        failures=failures,
+        fingerprint=fingerprint,
         endpoint=TokenEndpoint(
             clients,
             [grant.from_parts(parts) for grant in GRANTS],
-            on_auth_failure=_failure_recorder(audit_queue, clock, ISSUE_FAILED),
+            failure_sink=functools.partial(failure_recorder, failures, fingerprint, ISSUE_FAILED),
         ),
         introspector=Introspector(store, signed, clock, leeway_seconds=policy.clock_leeway_seconds),
         revoker=Revoker(store, signed, clock, leeway_seconds=policy.clock_leeway_seconds),

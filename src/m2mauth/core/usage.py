@@ -1,36 +1,29 @@
-"""Write-behind for the token endpoint: secret usage and failure audit events.
+"""Write-behind usage: client secrets (and so applications) and admin keys.
 
-Issuing a token must not write to the store (the store would become the
-bottleneck, one row update per token). Instead:
+Issuing a token or authenticating an admin key must not write to the store
+(the store would become the bottleneck, one row update per call). Instead:
 
-* :class:`UsageRecorder` coalesces, per client secret, the latest use and the
-  number of tokens issued, and writes them with one ``record_secret_usage``
-  call per flush. ``last_used_at`` therefore lags by up to one flush interval.
-* :class:`AuditQueue` holds audit events of failed authentications in a
-  bounded queue. A flood of bad requests fills it and the surplus is dropped
-  and counted (and logged), so attackers cannot make the store the
-  bottleneck; the queue is drained in batches, one unit of work per flush.
+* :class:`UsageRecorder` coalesces, per client secret and UTC day, the latest
+  use and the number of tokens issued, and writes them with one
+  ``record_secret_usage`` call per flush (which also counts the application's
+  tokens per day). ``last_used_at`` therefore lags by up to one flush interval.
+* :class:`AdminKeyUsageRecorder` keeps the latest use of each admin key.
 
-Both are flushed by the background thread of
-:class:`~m2mauth.core.tokens.TokenComponents` every few seconds and on close.
-If the store is down, what could not be written is kept (bounded) and retried.
+Both are flushed by the composition root's background job every few seconds
+and on close. If the store is down, what could not be written is kept and
+retried. Failed authentications go to :mod:`m2mauth.core.failures`.
 """
 
 from __future__ import annotations
 
 import logging
-import queue
 import threading
-from datetime import datetime
+from datetime import UTC, date, datetime
 
 from m2mauth.core.interfaces import Store
-from m2mauth.core.models import AuditEvent, ClientSecret, SecretUsage
+from m2mauth.core.models import AdminKeyUsage, ClientSecret, SecretUsage
 
 log = logging.getLogger("m2mauth.usage")
-
-DEFAULT_AUDIT_QUEUE_SIZE = 10_000
-# At most this many events per unit of work, so one flush is never huge.
-AUDIT_BATCH = 1_000
 
 
 class UsageRecorder:
@@ -39,15 +32,17 @@ class UsageRecorder:
     def __init__(self, store: Store) -> None:
         self._store = store
         self._lock = threading.Lock()
-        self._pending: dict[str, SecretUsage] = {}
+        # One entry per secret and day, so every entry's tokens fall on one day.
+        self._pending: dict[tuple[str, date], SecretUsage] = {}
 
     def record(self, secret: ClientSecret, when: datetime) -> None:
+        key = (secret.id, when.astimezone(UTC).date())
         with self._lock:
-            seen = self._pending.get(secret.id)
+            seen = self._pending.get(key)
             if seen is None:
-                self._pending[secret.id] = SecretUsage(secret.id, secret.application_id, when, 1)
+                self._pending[key] = SecretUsage(secret.id, secret.application_id, when, 1)
             else:
-                self._pending[secret.id] = SecretUsage(
+                self._pending[key] = SecretUsage(
                     secret.id,
                     secret.application_id,
                     max(seen.last_used_at, when),
@@ -73,9 +68,9 @@ class UsageRecorder:
                 uow.record_secret_usage(list(batch.values()))
         except Exception:
             with self._lock:
-                for unwritten in batch.values():
-                    newer = self._pending.get(unwritten.secret_id)
-                    self._pending[unwritten.secret_id] = (
+                for key, unwritten in batch.items():
+                    newer = self._pending.get(key)
+                    self._pending[key] = (
                         unwritten
                         if newer is None
                         else SecretUsage(
@@ -89,51 +84,34 @@ class UsageRecorder:
         return len(batch)
 
 
-class AuditQueue:
-    """A bounded queue of audit events written in the background."""
+class AdminKeyUsageRecorder:
+    """Keeps the latest use of each admin key in memory; thread-safe."""
 
-    def __init__(self, store: Store, maxsize: int = DEFAULT_AUDIT_QUEUE_SIZE) -> None:
+    def __init__(self, store: Store) -> None:
         self._store = store
-        self._queue: queue.Queue[AuditEvent] = queue.Queue(maxsize=maxsize)
         self._lock = threading.Lock()
-        self.dropped = 0  # events lost to a full queue since start
-        self._dropped_unreported = 0
+        self._pending: dict[str, datetime] = {}
 
-    def put(self, event: AuditEvent) -> None:
-        """Enqueue without blocking; drop and count if full."""
-        try:
-            self._queue.put_nowait(event)
-        except queue.Full:
-            with self._lock:
-                self.dropped += 1
-                self._dropped_unreported += 1
+    def record(self, admin_key_id: str, when: datetime) -> None:
+        with self._lock:
+            seen = self._pending.get(admin_key_id)
+            self._pending[admin_key_id] = when if seen is None else max(seen, when)
 
     def flush(self) -> int:
-        """Write queued events in batches; return how many were written."""
+        """Write the latest uses; on a store failure keep them and re-raise."""
         with self._lock:
-            dropped, self._dropped_unreported = self._dropped_unreported, 0
-        if dropped:
-            log.warning(
-                "audit queue full: dropped %d failure event(s)",
-                dropped,
-                extra={"dropped_audit_events": dropped},
-            )
-        written = 0
-        while True:
-            batch: list[AuditEvent] = []
-            while len(batch) < AUDIT_BATCH:
-                try:
-                    batch.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
-            if not batch:
-                return written
-            try:
-                with self._store.unit_of_work() as uow:
-                    for event in batch:
-                        uow.add_audit_event(event)
-            except Exception:
-                for event in batch:  # keep them for the next flush, as room allows
-                    self.put(event)
-                raise
-            written += len(batch)
+            batch, self._pending = self._pending, {}
+        if not batch:
+            return 0
+        try:
+            with self._store.unit_of_work() as uow:
+                uow.record_admin_key_usage(
+                    [AdminKeyUsage(key_id, when) for key_id, when in sorted(batch.items())]
+                )
+        except Exception:
+            with self._lock:
+                for key_id, when in batch.items():
+                    newer = self._pending.get(key_id)
+                    self._pending[key_id] = when if newer is None else max(newer, when)
+            raise
+        return len(batch)

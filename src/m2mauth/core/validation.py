@@ -7,6 +7,7 @@ import unicodedata
 from collections.abc import Sequence
 
 from m2mauth.core import ids
+from m2mauth.core.echo import looks_like_credential, shown
 from m2mauth.core.errors import InvalidField, NotFound
 from m2mauth.core.scopes import is_scope_token
 
@@ -26,6 +27,16 @@ def _is_control(c: str) -> bool:
     return unicodedata.category(c) == "Cc"
 
 
+def no_credential(field: str, value: str) -> str:
+    """Refuse what looks like an admin key, client secret or token: a name or a
+    scope is stored and shown, and a secret pasted there would be too."""
+    if looks_like_credential(value):
+        raise InvalidField(
+            field, "must not contain a credential (an admin key, a client secret or a token)"
+        )
+    return value
+
+
 def name(field: str, value: str) -> str:
     stripped = value.strip()
     if not stripped:
@@ -34,7 +45,7 @@ def name(field: str, value: str) -> str:
         raise InvalidField(field, f"must be at most {MAX_NAME} characters")
     if any(_is_control(c) for c in stripped):
         raise InvalidField(field, "must not contain control characters")
-    return stripped
+    return no_credential(field, stripped)
 
 
 def optional_text(field: str, value: str, limit: int) -> str:
@@ -42,7 +53,7 @@ def optional_text(field: str, value: str, limit: int) -> str:
         raise InvalidField(field, f"must be at most {limit} characters")
     if any(_is_control(c) and c not in "\n\t" for c in value):
         raise InvalidField(field, "must not contain control characters")
-    return value
+    return no_credential(field, value)
 
 
 def external_id(value: str) -> str | None:
@@ -62,8 +73,9 @@ def scopes(values: Sequence[str]) -> tuple[str, ...]:
                 f"must be 1 to {MAX_SCOPE_LENGTH} printable ASCII characters without "
                 "space, '\"' or '\\' (RFC 6749 section 3.3)",
             )
+        no_credential(f"scopes[{i}]", scope)
         if scope in seen:
-            raise InvalidField(f"scopes[{i}]", f"duplicate scope {scope!r}")
+            raise InvalidField(f"scopes[{i}]", f"duplicate scope {shown(scope)}")
         seen.add(scope)
     return tuple(values)
 
@@ -78,8 +90,9 @@ def audiences(values: Sequence[str]) -> tuple[str, ...]:
                 f"audiences[{i}]",
                 f"must be 1 to {MAX_AUDIENCE_LENGTH} printable ASCII characters, no spaces",
             )
+        no_credential(f"audiences[{i}]", aud)
         if aud in seen:
-            raise InvalidField(f"audiences[{i}]", f"duplicate audience {aud!r}")
+            raise InvalidField(f"audiences[{i}]", f"duplicate audience {shown(aud)}")
         seen.add(aud)
     return tuple(values)
 

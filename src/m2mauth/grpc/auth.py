@@ -19,6 +19,17 @@ def bearer_token(context: grpc.ServicerContext) -> str | None:
     return None
 
 
+def peer_address(context: grpc.ServicerContext) -> str:
+    """The caller's address without its port, from gRPC's peer string
+    ("ipv4:127.0.0.1:50000", "ipv6:[::1]:50000", "unix:..."), for the audit log."""
+    peer = context.peer() or ""
+    kind, _, rest = peer.partition(":")
+    if kind in ("ipv4", "ipv6"):
+        host = rest.rpartition(":")[0]
+        return host.strip("[]")
+    return peer
+
+
 def admin_principal(admin_keys: AdminKeys, context: grpc.ServicerContext) -> Principal:
     """Authenticate the admin key in the metadata or raise AdminKeyInvalid."""
-    return admin_keys.authenticate(bearer_token(context))
+    return admin_keys.authenticate(bearer_token(context), peer_address(context))

@@ -76,3 +76,36 @@ def audit_event(evt: models.AuditEvent) -> resources_pb2.AuditEvent:
         target=evt.target or "",
         details=evt.details,
     )
+
+
+ADMIN_KEY_ROLES: dict[models.AdminKeyRole, resources_pb2.AdminKeyRole.ValueType] = {
+    models.AdminKeyRole.ADMIN: resources_pb2.ADMIN_KEY_ROLE_ADMIN,
+    models.AdminKeyRole.TOKEN_VERIFIER: resources_pb2.ADMIN_KEY_ROLE_TOKEN_VERIFIER,
+    models.AdminKeyRole.AUDITOR: resources_pb2.ADMIN_KEY_ROLE_AUDITOR,
+}
+
+
+def admin_key_role(value: resources_pb2.AdminKeyRole.ValueType) -> models.AdminKeyRole | None:
+    """The role a request names; None for UNSPECIFIED (the default applies)."""
+    if value == resources_pb2.ADMIN_KEY_ROLE_UNSPECIFIED:
+        return None
+    for role, number in ADMIN_KEY_ROLES.items():
+        if number == value:
+            return role
+    raise InvalidField("admin_key.role", f"unknown role {value}")
+
+
+def admin_key(key: models.AdminKey) -> resources_pb2.AdminKey:
+    # Deliberately no hash and no key: only the hint leaves the server.
+    return resources_pb2.AdminKey(
+        id=key.id,
+        name=key.name,
+        organization_id=key.organization_id or "",
+        role=ADMIN_KEY_ROLES[key.role],
+        expire_time=timestamp(key.expires_at),
+        key_hint=key.hint,
+        created_by=key.created_by,
+        create_time=timestamp(key.created_at),
+        last_used_time=timestamp(key.last_used_at),
+        revoke_time=timestamp(key.revoked_at),
+    )

@@ -77,7 +77,7 @@ def domain_status(exc: errors.DomainError) -> status_pb2.Status:
     field = getattr(exc, "field", None)
     if code != grpc.StatusCode.INVALID_ARGUMENT:
         field = None
-    return to_status(code, exc.message, exc.reason, field)
+    return to_status(code, exc.message, exc.reason, field, exc.metadata)
 
 
 def abort(context: grpc.ServicerContext, status: status_pb2.Status) -> NoReturn:

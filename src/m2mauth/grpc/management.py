@@ -215,6 +215,22 @@ class ApplicationServicer(app_grpc.ApplicationServiceServicer):
         when = self._applications.revoke_tokens(principal, request.id)
         return app_pb.RevokeApplicationTokensResponse(revoke_time=convert.timestamp(when))
 
+    @translate_errors
+    def GetApplicationUsage(
+        self, request: app_pb.GetApplicationUsageRequest, context: grpc.ServicerContext
+    ) -> app_pb.GetApplicationUsageResponse:
+        principal = admin_principal(self._admin_keys, context)
+        last_used, daily = self._applications.usage(principal, request.id, request.days)
+        return app_pb.GetApplicationUsageResponse(
+            last_used_time=convert.timestamp(last_used),
+            daily_tokens=[
+                resources_pb2.DailyTokenCount(
+                    date=day.day.isoformat(), tokens_issued=day.tokens_issued
+                )
+                for day in daily
+            ],
+        )
+
 
 class AuditServicer(audit_grpc.AuditServiceServicer):
     def __init__(self, audit: AuditReader, admin_keys: AdminKeys) -> None:
@@ -239,6 +255,8 @@ class AuditServicer(audit_grpc.AuditServiceServicer):
                 if request.HasField("end_time")
                 else None
             ),
+            action=request.action or None,
+            actor=request.actor or None,
         )
         page = self._audit.list(principal, flt, request.page_size, request.page_token)
         return audit_pb.ListAuditEventsResponse(

@@ -18,10 +18,13 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from m2mauth.core.errors import StoreUnavailable
+from m2mauth.grpc.admin_key_servicer import AdminKeyServicer
 from m2mauth.grpc.key_servicer import KeyServicer
 from m2mauth.grpc.management import ApplicationServicer, AuditServicer, OrganizationServicer
 from m2mauth.grpc.token_servicer import TokenServicer
 from m2mauth.v1 import (
+    admin_key_service_pb2,
+    admin_key_service_pb2_grpc,
     application_service_pb2,
     application_service_pb2_grpc,
     audit_service_pb2,
@@ -37,6 +40,7 @@ from m2mauth.v1 import (
 log = logging.getLogger("m2mauth.server")
 
 SERVICE_NAMES = (
+    admin_key_service_pb2.DESCRIPTOR.services_by_name["AdminKeyService"].full_name,
     token_service_pb2.DESCRIPTOR.services_by_name["TokenService"].full_name,
     key_service_pb2.DESCRIPTOR.services_by_name["KeyService"].full_name,
     organization_service_pb2.DESCRIPTOR.services_by_name["OrganizationService"].full_name,
@@ -108,6 +112,7 @@ class Servicers:
     audit: AuditServicer
     tokens: TokenServicer
     keys: KeyServicer
+    admin_keys: AdminKeyServicer
 
 
 @dataclass
@@ -157,6 +162,7 @@ def create_server(
     audit_service_pb2_grpc.add_AuditServiceServicer_to_server(servicers.audit, server)
     token_service_pb2_grpc.add_TokenServiceServicer_to_server(servicers.tokens, server)
     key_service_pb2_grpc.add_KeyServiceServicer_to_server(servicers.keys, server)
+    admin_key_service_pb2_grpc.add_AdminKeyServiceServicer_to_server(servicers.admin_keys, server)
 
     health_servicer = health.HealthServicer(
         experimental_non_blocking=True,

@@ -13,7 +13,7 @@ from m2mauth.core.admin_keys import AdminKeys
 from m2mauth.core.introspection import Caller
 from m2mauth.core.token_request import ClientCredentials, TokenRequest
 from m2mauth.core.tokens import INTROSPECT_FAILED, REVOKE_FAILED, TokenComponents
-from m2mauth.grpc.auth import admin_principal
+from m2mauth.grpc.auth import admin_principal, peer_address
 from m2mauth.grpc.errors import translate_errors
 from m2mauth.v1 import resources_pb2
 from m2mauth.v1 import token_service_pb2 as token_pb
@@ -30,7 +30,7 @@ class TokenServicer(token_grpc.TokenServiceServicer):
     ) -> Caller:
         if client_id:
             return self._tokens.authenticate_client(
-                ClientCredentials(client_id, client_secret), action
+                ClientCredentials(client_id, client_secret), action, peer_address(context)
             )
         return admin_principal(self._admin_keys, context)
 
@@ -44,6 +44,7 @@ class TokenServicer(token_grpc.TokenServiceServicer):
                 credentials=ClientCredentials(request.client_id, request.client_secret),
                 scope=request.scope,
                 audience=request.audience,
+                source=peer_address(context),
             )
         )
         return token_pb.IssueTokenResponse(

@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from m2mauth.core.echo import shown
 from m2mauth.core.registry import SUPPORTED
 from m2mauth.http import forms
 from m2mauth.http.backend import TokenBackend
@@ -90,7 +91,8 @@ class OAuthEndpoints:
                 client_secret=who.client_secret,
                 scope=form.get("scope", ""),
                 audience=form.get("resource", form.get("audience", "")),
-            )
+            ),
+            source=_source(request),
         )
         self.metrics.token_issued(reply.access_token)
         body: dict[str, Any] = {
@@ -113,6 +115,7 @@ class OAuthEndpoints:
                 client_secret=who.client_secret,
             ),
             who.admin_key,
+            source=_source(request),
         )
         return JSONResponse(introspection_json(reply), headers=NO_STORE)
 
@@ -127,6 +130,7 @@ class OAuthEndpoints:
                 client_secret=who.client_secret,
             ),
             who.admin_key,
+            source=_source(request),
         )
         # RFC 7009 section 2.2: 200, and the client ignores the body.
         return Response(status_code=200, headers=NO_STORE)
@@ -173,6 +177,11 @@ class OAuthEndpoints:
 
     async def openapi(self, request: Request) -> Response:
         return JSONResponse(self.document)
+
+
+def _source(request: Request) -> str:
+    """The caller's address as the socket saw it, for the audit log."""
+    return request.client.host if request.client is not None else ""
 
 
 def _token_param(form: dict[str, str]) -> str:
@@ -253,7 +262,8 @@ async def _method_not_allowed(request: Request, exc: Exception) -> Response:
 
 async def _not_found(request: Request, exc: Exception) -> Response:
     return JSONResponse(
-        {"error": "not_found", "error_description": f"no endpoint at {request.url.path}"},
+        # The path is the caller's input: echoed only if it cannot be a secret.
+        {"error": "not_found", "error_description": f"no endpoint at {shown(request.url.path)}"},
         status_code=404,
     )
 

@@ -29,14 +29,18 @@ M = TypeVar("M")
 
 
 class TokenBackend(Protocol):
-    async def issue_token(self, request: pb.IssueTokenRequest) -> pb.IssueTokenResponse: ...
+    # ``source``: the HTTP caller's address, for the audit log. In process it
+    # reaches the servicer as the peer; over gRPC the upstream sees the edge's.
+    async def issue_token(
+        self, request: pb.IssueTokenRequest, *, source: str = ""
+    ) -> pb.IssueTokenResponse: ...
 
     async def introspect(
-        self, request: pb.IntrospectRequest, admin_key: str | None
+        self, request: pb.IntrospectRequest, admin_key: str | None, *, source: str = ""
     ) -> pb.IntrospectResponse: ...
 
     async def revoke_token(
-        self, request: pb.RevokeTokenRequest, admin_key: str | None
+        self, request: pb.RevokeTokenRequest, admin_key: str | None, *, source: str = ""
     ) -> pb.RevokeTokenResponse: ...
 
     async def get_jwks(self) -> pb.GetJwksResponse: ...
@@ -82,8 +86,9 @@ class _LocalAbort(Exception):
 class LocalContext:
     """The part of ``grpc.ServicerContext`` the servicers use, for in-process calls."""
 
-    def __init__(self, metadata: tuple[tuple[str, str], ...] = ()) -> None:
+    def __init__(self, metadata: tuple[tuple[str, str], ...] = (), source: str = "") -> None:
         self._metadata = metadata
+        self._source = source
         self._code: Any = None
 
     def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
@@ -101,7 +106,10 @@ class LocalContext:
         return self._code
 
     def peer(self) -> str:
-        return "in-process"
+        """The HTTP caller's address in gRPC's peer format (the port is not kept)."""
+        if not self._source:
+            return "in-process"
+        return f"ipv6:[{self._source}]:0" if ":" in self._source else f"ipv4:{self._source}:0"
 
 
 class InProcessBackend:
@@ -129,11 +137,12 @@ class InProcessBackend:
         request: M,
         admin_key: str | None,
         *,
+        source: str = "",
         try_inline: bool = False,
     ) -> Any:
         def run() -> Any:
             try:
-                return method(request, LocalContext(_metadata(admin_key)))
+                return method(request, LocalContext(_metadata(admin_key), source))
             except _LocalAbort as abort:
                 return abort
 
@@ -153,25 +162,27 @@ class InProcessBackend:
             raise error_from_status(status_from_trailers(result.status.trailing_metadata))
         return result
 
-    async def issue_token(self, request: pb.IssueTokenRequest) -> pb.IssueTokenResponse:
+    async def issue_token(
+        self, request: pb.IssueTokenRequest, *, source: str = ""
+    ) -> pb.IssueTokenResponse:
         result: pb.IssueTokenResponse = await self._call(
-            self._servicer.IssueToken, request, None, try_inline=True
+            self._servicer.IssueToken, request, None, source=source, try_inline=True
         )
         return result
 
     async def introspect(
-        self, request: pb.IntrospectRequest, admin_key: str | None
+        self, request: pb.IntrospectRequest, admin_key: str | None, *, source: str = ""
     ) -> pb.IntrospectResponse:
         result: pb.IntrospectResponse = await self._call(
-            self._servicer.Introspect, request, admin_key, try_inline=True
+            self._servicer.Introspect, request, admin_key, source=source, try_inline=True
         )
         return result
 
     async def revoke_token(
-        self, request: pb.RevokeTokenRequest, admin_key: str | None
+        self, request: pb.RevokeTokenRequest, admin_key: str | None, *, source: str = ""
     ) -> pb.RevokeTokenResponse:
         result: pb.RevokeTokenResponse = await self._call(
-            self._servicer.RevokeToken, request, admin_key
+            self._servicer.RevokeToken, request, admin_key, source=source
         )
         return result
 
@@ -231,18 +242,20 @@ class GrpcBackend:
                 raise unavailable() from None
             raise error_from_status(status) from None
 
-    async def issue_token(self, request: pb.IssueTokenRequest) -> pb.IssueTokenResponse:
+    async def issue_token(
+        self, request: pb.IssueTokenRequest, *, source: str = ""
+    ) -> pb.IssueTokenResponse:
         result: pb.IssueTokenResponse = await self._call(self._stub.IssueToken, request, None)
         return result
 
     async def introspect(
-        self, request: pb.IntrospectRequest, admin_key: str | None
+        self, request: pb.IntrospectRequest, admin_key: str | None, *, source: str = ""
     ) -> pb.IntrospectResponse:
         result: pb.IntrospectResponse = await self._call(self._stub.Introspect, request, admin_key)
         return result
 
     async def revoke_token(
-        self, request: pb.RevokeTokenRequest, admin_key: str | None
+        self, request: pb.RevokeTokenRequest, admin_key: str | None, *, source: str = ""
     ) -> pb.RevokeTokenResponse:
         result: pb.RevokeTokenResponse = await self._call(
             self._stub.RevokeToken, request, admin_key

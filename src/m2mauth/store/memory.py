@@ -16,7 +16,7 @@ import dataclasses
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from m2mauth.core.blocking import check_may_block
@@ -24,10 +24,12 @@ from m2mauth.core.errors import AlreadyExists, StoreUnavailable
 from m2mauth.core.interfaces import UnitOfWork
 from m2mauth.core.models import (
     AdminKey,
+    AdminKeyUsage,
     Application,
     AuditEvent,
     AuditFilter,
     ClientSecret,
+    DailyUsage,
     Organization,
     RevokedToken,
     SecretUsage,
@@ -67,6 +69,8 @@ class _Tables:
     signing_keys: dict[str, SigningKey] = dataclasses.field(default_factory=dict)
     revoked_tokens: dict[str, RevokedToken] = dataclasses.field(default_factory=dict)
     audit_events: dict[str, AuditEvent] = dataclasses.field(default_factory=dict)
+    # (application_id, day) -> that day's usage (application_daily_usage).
+    daily_usage: dict[tuple[str, date], DailyUsage] = dataclasses.field(default_factory=dict)
     # Unique columns -> id of the row holding the value (uq_* in tables.py). They
     # also make the hot lookups (client authentication, introspection, admin
     # keys) constant time, as the SQL indexes do.
@@ -422,9 +426,11 @@ class _MemoryUnitOfWork:
 
     @staticmethod
     def _delete_application(t: _Tables, app: Application) -> None:
-        """The application and its secrets (ON DELETE CASCADE in tables.py)."""
+        """The application, its secrets and its usage (ON DELETE CASCADE in tables.py)."""
         for secret_id in [s.id for s in t.client_secrets.values() if s.application_id == app.id]:
             del t.client_secrets[secret_id]
+        for key in [k for k in t.daily_usage if k[0] == app.id]:
+            del t.daily_usage[key]
         del t.app_by_client_id[app.client_id]
         del t.applications[app.id]
 
@@ -471,6 +477,27 @@ class _MemoryUnitOfWork:
                 continue
             if secret.last_used_at is None or secret.last_used_at < last_used_at:
                 t.client_secrets[secret.id] = dataclasses.replace(secret, last_used_at=last_used_at)
+        for usage, last_used_at in given:
+            # Counted for the application even if the secret is gone, as long
+            # as the application exists (the foreign key of the SQL table).
+            if usage.application_id not in t.applications:
+                continue
+            key = (usage.application_id, usage.day)
+            seen = t.daily_usage.get(key)
+            t.daily_usage[key] = (
+                DailyUsage(usage.day, usage.tokens_issued, last_used_at)
+                if seen is None
+                else DailyUsage(
+                    usage.day,
+                    seen.tokens_issued + usage.tokens_issued,
+                    max(seen.last_used_at, last_used_at),
+                )
+            )
+
+    def list_daily_usage(self, application_id: str, *, since: date) -> list[DailyUsage]:
+        t = self._read()
+        rows = [u for (app_id, day), u in t.daily_usage.items() if app_id == application_id]
+        return sorted((u for u in rows if u.day >= since), key=lambda u: u.day, reverse=True)
 
     # --- admin keys -----------------------------------------------------------
     def add_admin_key(self, key: AdminKey) -> None:
@@ -483,10 +510,53 @@ class _MemoryUnitOfWork:
         t.admin_keys[key.id] = key
         t.admin_key_by_hash[key.key_hash] = key.id
 
+    def get_admin_key(self, key_id: str) -> AdminKey | None:
+        return self._read().admin_keys.get(key_id)
+
     def get_admin_key_by_hash(self, key_hash: bytes) -> AdminKey | None:
         t = self._read()
         key_id = t.admin_key_by_hash.get(bytes(key_hash))
         return None if key_id is None else t.admin_keys[key_id]
+
+    def list_admin_keys(
+        self,
+        *,
+        organization_id: str | None,
+        include_revoked: bool,
+        after_id: str | None,
+        limit: int,
+    ) -> list[AdminKey]:
+        t = self._read()
+        if _unstorable(organization_id, after_id):
+            return []
+        rows = (
+            key
+            for key in t.admin_keys.values()
+            if (organization_id is None or key.organization_id == organization_id)
+            and (include_revoked or key.revoked_at is None)
+            and (after_id is None or key.id > after_id)
+        )
+        return _first(rows, lambda k: k.id, limit)
+
+    def update_admin_key(self, key: AdminKey) -> None:
+        key = _stored(key)
+        t = self._write()
+        old = t.admin_keys.get(key.id)
+        if old is None:
+            return
+        if t.admin_key_by_hash.get(key.key_hash, key.id) != key.id:
+            raise AlreadyExists("admin_key", "key_hash")
+        del t.admin_key_by_hash[old.key_hash]
+        t.admin_key_by_hash[key.key_hash] = key.id
+        t.admin_keys[key.id] = key
+
+    def record_admin_key_usage(self, usages: Sequence[AdminKeyUsage]) -> None:
+        given = [(usage.admin_key_id, _utc(usage.last_used_at)) for usage in usages]
+        t = self._write()
+        for key_id, last_used_at in given:
+            key = t.admin_keys.get(key_id)
+            if key is not None and (key.last_used_at is None or key.last_used_at < last_used_at):
+                t.admin_keys[key_id] = dataclasses.replace(key, last_used_at=last_used_at)
 
     def count_admin_keys(self) -> int:
         return len(self._read().admin_keys)
@@ -505,18 +575,28 @@ class _MemoryUnitOfWork:
         start = None if flt.start is None else _utc(flt.start)
         end = None if flt.end is None else _utc(flt.end)
         t = self._read()
-        if _unstorable(flt.organization_id, flt.application_id, before_id):
+        if _unstorable(flt.organization_id, flt.application_id, flt.action, flt.actor, before_id):
             return []
         rows = (
             event
             for event in t.audit_events.values()
             if (flt.organization_id is None or event.organization_id == flt.organization_id)
+            and (flt.action is None or event.action == flt.action)
+            and (flt.actor is None or event.actor == flt.actor)
             and (flt.application_id is None or event.application_id == flt.application_id)
             and (start is None or event.time >= start)
             and (end is None or event.time < end)
             and (before_id is None or event.id < before_id)
         )
         return [_handed_out(e) for e in _first(rows, lambda e: e.id, limit, reverse=True)]
+
+    def purge_audit_events(self, before: datetime, *, limit: int) -> int:
+        before = _utc(before)
+        t = self._write()
+        old = _first((e for e in t.audit_events.values() if e.time < before), lambda e: e.id, limit)
+        for event in old:
+            del t.audit_events[event.id]
+        return len(old)
 
     # --- signing keys ---------------------------------------------------------
     def lock_signing_keys(self) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import (
@@ -38,10 +38,12 @@ from m2mauth.core.errors import AlreadyExists, StoreUnavailable
 from m2mauth.core.interfaces import UnitOfWork
 from m2mauth.core.models import (
     AdminKey,
+    AdminKeyUsage,
     Application,
     AuditEvent,
     AuditFilter,
     ClientSecret,
+    DailyUsage,
     Organization,
     RevokedToken,
     SecretUsage,
@@ -53,6 +55,7 @@ from m2mauth.store.engine import READ_ONLY, create_store_engine
 from m2mauth.store.tables import (
     UtcDateTime,
     admin_keys,
+    application_daily_usage,
     applications,
     audit_events,
     client_secrets,
@@ -70,6 +73,7 @@ SIGNING_KEYS_LOCK_KEY = 0x6D326D_6B657973  # "m2m" "keys"
 RESOURCES = {
     organizations.name: "organization",
     applications.name: "application",
+    application_daily_usage.name: "application_daily_usage",
     client_secrets.name: "client_secret",
     admin_keys.name: "admin_key",
     signing_keys.name: "signing_key",
@@ -299,6 +303,11 @@ class _SqlUnitOfWork:
         # connection without the foreign_keys pragma still leaves no orphans.
         org_apps = select(applications.c.id).where(applications.c.organization_id == org_id)
         self._run(delete(client_secrets).where(client_secrets.c.application_id.in_(org_apps)))
+        self._run(
+            delete(application_daily_usage).where(
+                application_daily_usage.c.application_id.in_(org_apps)
+            )
+        )
         self._run(delete(applications).where(applications.c.organization_id == org_id))
         self._run(delete(organizations).where(organizations.c.id == org_id))
 
@@ -346,7 +355,23 @@ class _SqlUnitOfWork:
     def delete_application(self, app_id: str) -> None:
         # Secrets explicitly too: see delete_organization.
         self._run(delete(client_secrets).where(client_secrets.c.application_id == app_id))
+        self._run(
+            delete(application_daily_usage).where(
+                application_daily_usage.c.application_id == app_id
+            )
+        )
         self._run(delete(applications).where(applications.c.id == app_id))
+
+    def list_daily_usage(self, application_id: str, *, since: date) -> list[DailyUsage]:
+        if _unstorable(application_id):
+            return []
+        usage = application_daily_usage.c
+        query = (
+            select(usage.day, usage.tokens_issued, usage.last_used_at)
+            .where(usage.application_id == application_id, usage.day >= since)
+            .order_by(usage.day.desc())
+        )
+        return [_record(DailyUsage, row) for row in self._rows(query)]
 
     # --- client secrets -------------------------------------------------------
     def add_client_secret(self, secret: ClientSecret) -> None:
@@ -407,14 +432,99 @@ class _SqlUnitOfWork:
                 for usage in sorted(usages, key=lambda u: u.secret_id)
             ],
         )
+        self._count_daily_usage(usages)
+
+    def _count_daily_usage(self, usages: Sequence[SecretUsage]) -> None:
+        daily: dict[tuple[str, date], tuple[int, datetime]] = {}
+        for usage in usages:
+            key = (usage.application_id, usage.day)
+            count, last = daily.get(key, (0, usage.last_used_at))
+            daily[key] = (count + usage.tokens_issued, max(last, usage.last_used_at))
+        # Only applications that still exist (one may be deleted between the
+        # token and the flush): the foreign key would refuse the whole batch.
+        wanted = sorted({app_id for app_id, _ in daily})
+        existing = {
+            row[0]
+            for row in self._rows(select(applications.c.id).where(applications.c.id.in_(wanted)))
+        }
+        rows = [
+            {"application_id": app_id, "day": day, "tokens_issued": count, "last_used_at": last}
+            for (app_id, day), (count, last) in sorted(daily.items())
+            if app_id in existing
+        ]
+        if not rows:
+            return
+        dialect_insert = postgresql.insert if self._postgres else sqlite.insert
+        statement = dialect_insert(application_daily_usage)
+        stored = application_daily_usage.c
+        given = statement.excluded
+        self._run(
+            statement.on_conflict_do_update(
+                index_elements=[stored.application_id, stored.day],
+                set_={
+                    "tokens_issued": stored.tokens_issued + given.tokens_issued,
+                    "last_used_at": case(
+                        (stored.last_used_at < given.last_used_at, given.last_used_at),
+                        else_=stored.last_used_at,
+                    ),
+                },
+            ),
+            rows,
+        )
 
     # --- admin keys -----------------------------------------------------------
     def add_admin_key(self, key: AdminKey) -> None:
         self._run(insert(admin_keys).values(_values(key)))
 
+    def get_admin_key(self, key_id: str) -> AdminKey | None:
+        if _unstorable(key_id):
+            return None
+        rows = self._rows(select(admin_keys).where(admin_keys.c.id == key_id))
+        return _record(AdminKey, rows[0]) if rows else None
+
     def get_admin_key_by_hash(self, key_hash: bytes) -> AdminKey | None:
         rows = self._rows(select(admin_keys).where(admin_keys.c.key_hash == key_hash))
         return _record(AdminKey, rows[0]) if rows else None
+
+    def list_admin_keys(
+        self,
+        *,
+        organization_id: str | None,
+        include_revoked: bool,
+        after_id: str | None,
+        limit: int,
+    ) -> list[AdminKey]:
+        if _unstorable(organization_id, after_id):
+            return []
+        query = select(admin_keys).order_by(admin_keys.c.id).limit(limit)
+        if organization_id is not None:
+            query = query.where(admin_keys.c.organization_id == organization_id)
+        if not include_revoked:
+            query = query.where(admin_keys.c.revoked_at.is_(None))
+        if after_id is not None:
+            query = query.where(admin_keys.c.id > after_id)
+        return [_record(AdminKey, row) for row in self._rows(query)]
+
+    def update_admin_key(self, key: AdminKey) -> None:
+        self._run(update(admin_keys).where(admin_keys.c.id == key.id).values(_values(key)))
+
+    def record_admin_key_usage(self, usages: Sequence[AdminKeyUsage]) -> None:
+        if not usages:
+            return
+        given = bindparam("given_last_used_at", type_=UtcDateTime())
+        stored = admin_keys.c.last_used_at
+        statement = (
+            update(admin_keys)
+            .where(admin_keys.c.id == bindparam("given_id"))
+            .values(last_used_at=case((stored.is_(None) | (stored < given), given), else_=stored))
+        )
+        self._run(
+            statement,
+            [
+                {"given_id": usage.admin_key_id, "given_last_used_at": usage.last_used_at}
+                for usage in sorted(usages, key=lambda u: u.admin_key_id)
+            ],
+        )
 
     def count_admin_keys(self) -> int:
         count: int = self._scalar(select(func.count()).select_from(admin_keys))
@@ -427,9 +537,13 @@ class _SqlUnitOfWork:
     def list_audit_events(
         self, flt: AuditFilter, *, before_id: str | None, limit: int
     ) -> list[AuditEvent]:
-        if _unstorable(flt.organization_id, flt.application_id, before_id):
+        if _unstorable(flt.organization_id, flt.application_id, flt.action, flt.actor, before_id):
             return []
         conditions: list[ColumnElement[bool]] = []
+        if flt.action is not None:
+            conditions.append(audit_events.c.action == flt.action)
+        if flt.actor is not None:
+            conditions.append(audit_events.c.actor == flt.actor)
         if flt.organization_id is not None:
             conditions.append(audit_events.c.organization_id == flt.organization_id)
         if flt.application_id is not None:
@@ -444,6 +558,20 @@ class _SqlUnitOfWork:
             select(audit_events).where(*conditions).order_by(audit_events.c.id.desc()).limit(limit)
         )
         return [_record(AuditEvent, row) for row in self._rows(query)]
+
+    def purge_audit_events(self, before: datetime, *, limit: int) -> int:
+        # By id: ids sort by the event's time (core/ids.py), and the primary key
+        # orders the oldest first without an index on time.
+        oldest = (
+            select(audit_events.c.id)
+            .where(audit_events.c.time < before)
+            .order_by(audit_events.c.id)
+            .limit(limit)
+        )
+        oldest_ids = [row[0] for row in self._rows(oldest)]
+        if not oldest_ids:
+            return 0
+        return self._run(delete(audit_events).where(audit_events.c.id.in_(oldest_ids)))
 
     # --- signing keys ---------------------------------------------------------
     def lock_signing_keys(self) -> None:

@@ -13,8 +13,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
+    Date,
     DateTime,
     Dialect,
     ForeignKey,
@@ -29,7 +31,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-from m2mauth.core.models import SigningKeyState
+from m2mauth.core.models import AdminKeyRole, SigningKeyState
 
 # Every constraint and index has a predictable name: Alembic migrations stay
 # deterministic, and a unique violation can be traced back to its column.
@@ -188,6 +190,21 @@ client_secrets = Table(
     Index(None, "application_id"),
 )
 
+application_daily_usage = Table(
+    "application_daily_usage",
+    metadata,
+    Column(
+        "application_id",
+        String(ID_LENGTH),
+        ForeignKey("applications.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    # The UTC day.
+    Column("day", Date, primary_key=True),
+    Column("tokens_issued", BigInteger, nullable=False),
+    Column("last_used_at", UtcDateTime, nullable=False),
+)
+
 admin_keys = Table(
     "admin_keys",
     metadata,
@@ -199,8 +216,15 @@ admin_keys = Table(
     Column("organization_id", String(ID_LENGTH), nullable=True),
     Column("created_at", UtcDateTime, nullable=False),
     Column("revoked_at", UtcDateTime, nullable=True),
+    Column("name", Text, nullable=False),
+    Column("role", EnumValue(AdminKeyRole), nullable=False),
+    Column("expires_at", UtcDateTime, nullable=True),
+    Column("created_by", Text, nullable=False),
+    Column("last_used_at", UtcDateTime, nullable=True),
     # Authentication looks keys up by hash.
     UniqueConstraint("key_hash"),
+    # Listing one organization's keys in id order.
+    Index(None, "organization_id", "id"),
 )
 
 signing_keys = Table(
@@ -241,7 +265,10 @@ audit_events = Table(
     Column("application_id", String(ID_LENGTH), nullable=True),
     Column("target", Text, nullable=True),
     Column("details", StringDict, nullable=False),
-    # Newest-first listing of one organization's or one application's events.
+    # Newest-first listing of one organization's, application's, action's or
+    # actor's events.
     Index(None, "organization_id", "id"),
     Index(None, "application_id", "id"),
+    Index(None, "action", "id"),
+    Index(None, "actor", "id"),
 )

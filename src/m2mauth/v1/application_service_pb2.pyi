@@ -473,3 +473,63 @@ class RevokeApplicationTokensResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RevokeApplicationTokensResponse: _TypeAlias = RevokeApplicationTokensResponse  # noqa: Y015
+
+@_typing.final
+class GetApplicationUsageRequest(_message.Message):
+    """Request for GetApplicationUsage."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    DAYS_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """Required. The application id."""
+    days: _builtins.int
+    """How many days back, today (UTC) included; 0 means 30, at most 366."""
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        days: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["days", b"days", "id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetApplicationUsageRequest: _TypeAlias = GetApplicationUsageRequest  # noqa: Y015
+
+@_typing.final
+class GetApplicationUsageResponse(_message.Message):
+    """Response for GetApplicationUsage."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LAST_USED_TIME_FIELD_NUMBER: _builtins.int
+    DAILY_TOKENS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def last_used_time(self) -> _timestamp_pb2.Timestamp:
+        """When any of the application's secrets last obtained a token; unset if
+        never. May lag by a few seconds.
+        """
+
+    @_builtins.property
+    def daily_tokens(self) -> _containers.RepeatedCompositeFieldContainer[_resources_pb2.DailyTokenCount]:
+        """Days on which tokens were issued, newest first; days without tokens are
+        left out.
+        """
+
+    def __init__(
+        self,
+        *,
+        last_used_time: _timestamp_pb2.Timestamp | None = ...,
+        daily_tokens: _abc.Iterable[_resources_pb2.DailyTokenCount] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["last_used_time", b"last_used_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["daily_tokens", b"daily_tokens", "last_used_time", b"last_used_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetApplicationUsageResponse: _TypeAlias = GetApplicationUsageResponse  # noqa: Y015

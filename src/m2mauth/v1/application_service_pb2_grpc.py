@@ -83,6 +83,11 @@ class ApplicationServiceStub:
                 request_serializer=m2mauth_dot_v1_dot_application__service__pb2.RevokeApplicationTokensRequest.SerializeToString,
                 response_deserializer=m2mauth_dot_v1_dot_application__service__pb2.RevokeApplicationTokensResponse.FromString,
                 _registered_method=True)
+        self.GetApplicationUsage = channel.unary_unary(
+                '/m2mauth.v1.ApplicationService/GetApplicationUsage',
+                request_serializer=m2mauth_dot_v1_dot_application__service__pb2.GetApplicationUsageRequest.SerializeToString,
+                response_deserializer=m2mauth_dot_v1_dot_application__service__pb2.GetApplicationUsageResponse.FromString,
+                _registered_method=True)
 
 
 class ApplicationServiceServicer:
@@ -163,6 +168,14 @@ class ApplicationServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetApplicationUsage(self, request, context):
+        """Returns how the application has used its tokens: when it last obtained
+        one and how many it obtained each day, newest day first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ApplicationServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -210,6 +223,11 @@ def add_ApplicationServiceServicer_to_server(servicer, server):
                     servicer.RevokeApplicationTokens,
                     request_deserializer=m2mauth_dot_v1_dot_application__service__pb2.RevokeApplicationTokensRequest.FromString,
                     response_serializer=m2mauth_dot_v1_dot_application__service__pb2.RevokeApplicationTokensResponse.SerializeToString,
+            ),
+            'GetApplicationUsage': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetApplicationUsage,
+                    request_deserializer=m2mauth_dot_v1_dot_application__service__pb2.GetApplicationUsageRequest.FromString,
+                    response_serializer=m2mauth_dot_v1_dot_application__service__pb2.GetApplicationUsageResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -459,6 +477,33 @@ class ApplicationService:
             '/m2mauth.v1.ApplicationService/RevokeApplicationTokens',
             m2mauth_dot_v1_dot_application__service__pb2.RevokeApplicationTokensRequest.SerializeToString,
             m2mauth_dot_v1_dot_application__service__pb2.RevokeApplicationTokensResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetApplicationUsage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/m2mauth.v1.ApplicationService/GetApplicationUsage',
+            m2mauth_dot_v1_dot_application__service__pb2.GetApplicationUsageRequest.SerializeToString,
+            m2mauth_dot_v1_dot_application__service__pb2.GetApplicationUsageResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -68,6 +68,10 @@ class ApplicationServiceStub:
     """Revokes every token issued to the application before now (kill switch).
     Introspection reports them inactive at once.
     """
+    GetApplicationUsage: _grpc.UnaryUnaryMultiCallable[_application_service_pb2.GetApplicationUsageRequest, _application_service_pb2.GetApplicationUsageResponse]
+    """Returns how the application has used its tokens: when it last obtained
+    one and how many it obtained each day, newest day first.
+    """
 
 @_typing.type_check_only
 class ApplicationServiceAsyncStub(ApplicationServiceStub):
@@ -108,6 +112,10 @@ class ApplicationServiceAsyncStub(ApplicationServiceStub):
     RevokeApplicationTokens: _aio.UnaryUnaryMultiCallable[_application_service_pb2.RevokeApplicationTokensRequest, _application_service_pb2.RevokeApplicationTokensResponse]  # type: ignore[assignment]
     """Revokes every token issued to the application before now (kill switch).
     Introspection reports them inactive at once.
+    """
+    GetApplicationUsage: _aio.UnaryUnaryMultiCallable[_application_service_pb2.GetApplicationUsageRequest, _application_service_pb2.GetApplicationUsageResponse]  # type: ignore[assignment]
+    """Returns how the application has used its tokens: when it last obtained
+    one and how many it obtained each day, newest day first.
     """
 
 class ApplicationServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -200,6 +208,16 @@ class ApplicationServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_application_service_pb2.RevokeApplicationTokensResponse, _abc.Awaitable[_application_service_pb2.RevokeApplicationTokensResponse]]:
         """Revokes every token issued to the application before now (kill switch).
         Introspection reports them inactive at once.
+        """
+
+    @_abc_1.abstractmethod
+    def GetApplicationUsage(
+        self,
+        request: _application_service_pb2.GetApplicationUsageRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_application_service_pb2.GetApplicationUsageResponse, _abc.Awaitable[_application_service_pb2.GetApplicationUsageResponse]]:
+        """Returns how the application has used its tokens: when it last obtained
+        one and how many it obtained each day, newest day first.
         """
 
 def add_ApplicationServiceServicer_to_server(servicer: ApplicationServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

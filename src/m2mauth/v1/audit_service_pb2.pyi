@@ -32,6 +32,8 @@ class ListAuditEventsRequest(_message.Message):
     END_TIME_FIELD_NUMBER: _builtins.int
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    ACTION_FIELD_NUMBER: _builtins.int
+    ACTOR_FIELD_NUMBER: _builtins.int
     organization_id: _builtins.str
     """Only events of this organization; empty means any the caller can see."""
     application_id: _builtins.str
@@ -43,6 +45,12 @@ class ListAuditEventsRequest(_message.Message):
     page_token: _builtins.str
     """Token from a previous response's next_page_token, sent with the same
     filters; empty for the first page. Opaque and tamper-evident.
+    """
+    action: _builtins.str
+    """Only events with this action, e.g. "token.issue_failed"; empty means any."""
+    actor: _builtins.str
+    """Only events by this actor: an admin key id, a client_id, "system", or a
+    "malformed:..." fingerprint as the events show it; empty means any.
     """
     @_builtins.property
     def start_time(self) -> _timestamp_pb2.Timestamp:
@@ -63,10 +71,12 @@ class ListAuditEventsRequest(_message.Message):
         end_time: _timestamp_pb2.Timestamp | None = ...,
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
+        action: _builtins.str = ...,
+        actor: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "start_time", b"start_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["application_id", b"application_id", "end_time", b"end_time", "organization_id", b"organization_id", "page_size", b"page_size", "page_token", b"page_token", "start_time", b"start_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "actor", b"actor", "application_id", b"application_id", "end_time", b"end_time", "organization_id", b"organization_id", "page_size", b"page_size", "page_token", b"page_token", "start_time", b"start_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

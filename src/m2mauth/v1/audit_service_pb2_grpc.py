@@ -26,8 +26,9 @@ if _version_not_supported:
 
 
 class AuditServiceStub:
-    """Reads the audit log. Needs an admin key; an organization-scoped key sees
-    only its own organization's events.
+    """Reads the audit log. Needs an admin key with permission "audit.read"
+    (roles ADMIN and AUDITOR); an organization-scoped key sees only its own
+    organization's events.
     """
 
     def __init__(self, channel):
@@ -44,8 +45,9 @@ class AuditServiceStub:
 
 
 class AuditServiceServicer:
-    """Reads the audit log. Needs an admin key; an organization-scoped key sees
-    only its own organization's events.
+    """Reads the audit log. Needs an admin key with permission "audit.read"
+    (roles ADMIN and AUDITOR); an organization-scoped key sees only its own
+    organization's events.
     """
 
     def ListAuditEvents(self, request, context):
@@ -73,8 +75,9 @@ def add_AuditServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class AuditService:
-    """Reads the audit log. Needs an admin key; an organization-scoped key sees
-    only its own organization's events.
+    """Reads the audit log. Needs an admin key with permission "audit.read"
+    (roles ADMIN and AUDITOR); an organization-scoped key sees only its own
+    organization's events.
     """
 
     @staticmethod

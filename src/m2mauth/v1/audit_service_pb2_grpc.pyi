@@ -27,8 +27,9 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class AuditServiceStub:
-    """Reads the audit log. Needs an admin key; an organization-scoped key sees
-    only its own organization's events.
+    """Reads the audit log. Needs an admin key with permission "audit.read"
+    (roles ADMIN and AUDITOR); an organization-scoped key sees only its own
+    organization's events.
     """
 
     @_typing.overload
@@ -42,8 +43,9 @@ class AuditServiceStub:
 
 @_typing.type_check_only
 class AuditServiceAsyncStub(AuditServiceStub):
-    """Reads the audit log. Needs an admin key; an organization-scoped key sees
-    only its own organization's events.
+    """Reads the audit log. Needs an admin key with permission "audit.read"
+    (roles ADMIN and AUDITOR); an organization-scoped key sees only its own
+    organization's events.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -53,8 +55,9 @@ class AuditServiceAsyncStub(AuditServiceStub):
     """
 
 class AuditServiceServicer(metaclass=_abc_1.ABCMeta):
-    """Reads the audit log. Needs an admin key; an organization-scoped key sees
-    only its own organization's events.
+    """Reads the audit log. Needs an admin key with permission "audit.read"
+    (roles ADMIN and AUDITOR); an organization-scoped key sees only its own
+    organization's events.
     """
 
     @_abc_1.abstractmethod

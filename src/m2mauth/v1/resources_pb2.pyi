@@ -94,6 +94,50 @@ SIGNING_KEY_STATE_RETIRED: SigningKeyState.ValueType  # 4
 """No longer published; tokens it signed no longer verify."""
 Global___SigningKeyState: _TypeAlias = SigningKeyState  # noqa: Y015
 
+class _AdminKeyRole:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _AdminKeyRoleEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_AdminKeyRole.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    ADMIN_KEY_ROLE_UNSPECIFIED: _AdminKeyRole.ValueType  # 0
+    """On create: ADMIN_KEY_ROLE_ADMIN."""
+    ADMIN_KEY_ROLE_ADMIN: _AdminKeyRole.ValueType  # 1
+    """Manages everything in its scope: applications, client secrets, admin
+    keys and the audit log; an environment key also organizations and
+    signing keys.
+    """
+    ADMIN_KEY_ROLE_TOKEN_VERIFIER: _AdminKeyRole.ValueType  # 2
+    """Introspects and revokes every token of its scope (and reads the JWKS),
+    nothing else: the credential an API that receives tokens holds.
+    """
+    ADMIN_KEY_ROLE_AUDITOR: _AdminKeyRole.ValueType  # 3
+    """Reads everything in its scope, the audit log included; changes nothing
+    and never sees a secret.
+    """
+
+class AdminKeyRole(_AdminKeyRole, metaclass=_AdminKeyRoleEnumTypeWrapper):
+    """What an admin key may do. Every PERMISSION_DENIED names the permission that
+    was missing in `ErrorInfo.metadata["permission"]` (README, "Roles").
+    """
+
+ADMIN_KEY_ROLE_UNSPECIFIED: AdminKeyRole.ValueType  # 0
+"""On create: ADMIN_KEY_ROLE_ADMIN."""
+ADMIN_KEY_ROLE_ADMIN: AdminKeyRole.ValueType  # 1
+"""Manages everything in its scope: applications, client secrets, admin
+keys and the audit log; an environment key also organizations and
+signing keys.
+"""
+ADMIN_KEY_ROLE_TOKEN_VERIFIER: AdminKeyRole.ValueType  # 2
+"""Introspects and revokes every token of its scope (and reads the JWKS),
+nothing else: the credential an API that receives tokens holds.
+"""
+ADMIN_KEY_ROLE_AUDITOR: AdminKeyRole.ValueType  # 3
+"""Reads everything in its scope, the audit log included; changes nothing
+and never sees a secret.
+"""
+Global___AdminKeyRole: _TypeAlias = AdminKeyRole  # noqa: Y015
+
 @_typing.final
 class Organization(_message.Message):
     """An organization: one of the platform's customers or partners. Every
@@ -446,7 +490,9 @@ class AuditEvent(_message.Message):
     """OUTPUT_ONLY. Opaque, sortable id, "evt_" followed by 26 characters."""
     actor: _builtins.str
     """OUTPUT_ONLY. Who did it: an admin key id ("ak_..."), a client_id, or
-    "system" for the server itself.
+    "system" for the server itself. Never a secret: a presented credential
+    that does not have the shape of an id is recorded as "malformed:" and a
+    keyed fingerprint (12 hex characters), the same for the same value.
     """
     action: _builtins.str
     """OUTPUT_ONLY. What happened, "<resource>.<verb>", e.g.
@@ -464,7 +510,11 @@ class AuditEvent(_message.Message):
 
     @_builtins.property
     def details(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
-        """OUTPUT_ONLY. Further facts, e.g. changed field names. Never a secret."""
+        """OUTPUT_ONLY. Further facts, e.g. changed field names. Never a secret.
+        Failed client authentications are aggregated: one event per client,
+        reason and source address per minute, with "reason", "source" (the
+        caller's address) and "count" (attempts in that minute).
+        """
 
     def __init__(
         self,
@@ -485,3 +535,109 @@ class AuditEvent(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___AuditEvent: _TypeAlias = AuditEvent  # noqa: Y015
+
+@_typing.final
+class AdminKey(_message.Message):
+    """A credential of the management plane. The key itself is returned only by
+    CreateAdminKey; the server stores only a keyed hash of it.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    ORGANIZATION_ID_FIELD_NUMBER: _builtins.int
+    ROLE_FIELD_NUMBER: _builtins.int
+    EXPIRE_TIME_FIELD_NUMBER: _builtins.int
+    KEY_HINT_FIELD_NUMBER: _builtins.int
+    CREATED_BY_FIELD_NUMBER: _builtins.int
+    CREATE_TIME_FIELD_NUMBER: _builtins.int
+    LAST_USED_TIME_FIELD_NUMBER: _builtins.int
+    REVOKE_TIME_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """OUTPUT_ONLY. Opaque, sortable id, "ak_" followed by 26 characters. Not a
+    secret: this is what the audit log records as the actor.
+    """
+    name: _builtins.str
+    """Display name, e.g. "billing-api introspection". Required on create; 1 to
+    200 characters.
+    """
+    organization_id: _builtins.str
+    """IMMUTABLE. The organization the key is scoped to; empty for an
+    environment-wide key.
+    """
+    role: Global___AdminKeyRole.ValueType
+    """IMMUTABLE. What the key may do. Default ADMIN_KEY_ROLE_ADMIN on create."""
+    key_hint: _builtins.str
+    """OUTPUT_ONLY. The last 4 characters of the key, to tell keys apart."""
+    created_by: _builtins.str
+    """OUTPUT_ONLY. The id of the admin key that created this one, or "system"
+    for keys made by `m2mauth admin-key create`.
+    """
+    @_builtins.property
+    def expire_time(self) -> _timestamp_pb2.Timestamp:
+        """When the key stops working; unset means never. Must be in the future."""
+
+    @_builtins.property
+    def create_time(self) -> _timestamp_pb2.Timestamp:
+        """OUTPUT_ONLY. When the key was created."""
+
+    @_builtins.property
+    def last_used_time(self) -> _timestamp_pb2.Timestamp:
+        """OUTPUT_ONLY. When the key last authenticated a call; unset if never.
+        Updated in the background, so it may lag by a few seconds.
+        """
+
+    @_builtins.property
+    def revoke_time(self) -> _timestamp_pb2.Timestamp:
+        """OUTPUT_ONLY. When the key was revoked; unset while it is live."""
+
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        name: _builtins.str = ...,
+        organization_id: _builtins.str = ...,
+        role: Global___AdminKeyRole.ValueType = ...,
+        expire_time: _timestamp_pb2.Timestamp | None = ...,
+        key_hint: _builtins.str = ...,
+        created_by: _builtins.str = ...,
+        create_time: _timestamp_pb2.Timestamp | None = ...,
+        last_used_time: _timestamp_pb2.Timestamp | None = ...,
+        revoke_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "expire_time", b"expire_time", "last_used_time", b"last_used_time", "revoke_time", b"revoke_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "created_by", b"created_by", "expire_time", b"expire_time", "id", b"id", "key_hint", b"key_hint", "last_used_time", b"last_used_time", "name", b"name", "organization_id", b"organization_id", "revoke_time", b"revoke_time", "role", b"role"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AdminKey: _TypeAlias = AdminKey  # noqa: Y015
+
+@_typing.final
+class DailyTokenCount(_message.Message):
+    """Tokens issued to one application on one day (UTC)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DATE_FIELD_NUMBER: _builtins.int
+    TOKENS_ISSUED_FIELD_NUMBER: _builtins.int
+    date: _builtins.str
+    """The day, "YYYY-MM-DD" in UTC."""
+    tokens_issued: _builtins.int
+    """Tokens issued that day. Counted in memory and written every few seconds,
+    so today's count may lag by as much.
+    """
+    def __init__(
+        self,
+        *,
+        date: _builtins.str = ...,
+        tokens_issued: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["date", b"date", "tokens_issued", b"tokens_issued"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DailyTokenCount: _TypeAlias = DailyTokenCount  # noqa: Y015
