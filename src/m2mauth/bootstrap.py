@@ -133,7 +133,14 @@ def load_root_key(settings: Settings) -> tuple[bytes, bool]:
         return parse_root_key(settings.root_key), False
     path = Path(settings.root_key_file)
     if settings.dev:
-        return load_or_create_root_key_file(path)
+        key, created = load_or_create_root_key_file(path)
+        if created:
+            log.warning(
+                "created a new root key in %s (mode 0600); it encrypts signing keys and keys "
+                "credential hashes: back it up, and set M2MAUTH_ROOT_KEY in production",
+                path,
+            )
+        return key, created
     return parse_root_key(path.read_text()), False
 
 
@@ -167,6 +174,8 @@ def bootstrap(
     timing = timing or Timing()
     if root_key is None:
         root_key, _ = load_root_key(settings)
+    # Everything that can fail on the settings alone, before a store is opened.
+    policy = token_policy(settings)
     owns_store = store is None
     if store is None:
         # A connection for every thread that may hold one at once (gRPC's and the
@@ -182,7 +191,7 @@ def bootstrap(
     admin_keys = AdminKeys(store, hasher, clock, pages, failures=failures, fingerprint=fingerprint)
     retention = AuditRetention(store, clock, retention_days=settings.audit_retention_days)
     tokens = build_token_components(
-        token_policy(settings),
+        policy,
         store,
         keys.key_encryption,
         hasher,

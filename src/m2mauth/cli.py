@@ -131,11 +131,14 @@ def migrate(**options: Any) -> None:
     settings = _settings(options)
     if not settings.database_url:
         _fail("no database: set --database-url / M2MAUTH_DATABASE_URL (or use --dev)")
+    _refuse_memory(settings, "migrate")
     _prepare_sqlite_dir(settings)
     try:
         store = open_store(settings.database_url, pool_size=1)
     except UnsupportedDatabaseUrl as exc:
         _fail(str(exc))
+    except Exception as exc:  # a malformed URL the driver refuses: one line, no traceback
+        _fail(f"migration failed: {exc}")
     try:
         store.migrate()
     except Exception as exc:  # any driver error: say it in one line, no traceback
@@ -181,10 +184,13 @@ def admin_key_create(organization_id: str | None, name: str, role: str, **option
     problems = [p for p in settings.problems() if p.startswith(("no database", "no root key"))]
     if problems:
         _fail("; ".join(problems))
+    _refuse_memory(settings, "admin-key create")
     try:
         store = open_store(settings.database_url, pool_size=1)
     except UnsupportedDatabaseUrl as exc:
         _fail(str(exc))
+    except Exception as exc:  # a malformed URL the driver refuses: one line, no traceback
+        _fail(f"cannot open the database: {exc}")
     try:
         store.check_schema()
         root, _ = load_root_key(settings)
@@ -203,6 +209,17 @@ def admin_key_create(organization_id: str | None, name: str, role: str, **option
         f"Admin key {key.id} ({key.role.value}) for {scope}. It is shown only now; store it safely:"
     )
     click.echo(plaintext)
+
+
+def _refuse_memory(settings: Settings, command: str) -> None:
+    """A local command on memory:// would change a database that is gone when it exits."""
+    from m2mauth.database_urls import MEMORY_SCHEME, scheme_of
+
+    if scheme_of(settings.database_url) == MEMORY_SCHEME:
+        _fail(
+            f"{command} on memory:// would change nothing that lasts: its data lives in the "
+            "serving process (serve --dev --database-url memory:// prints its first admin key)"
+        )
 
 
 def _prepare_sqlite_dir(settings: Settings) -> None:

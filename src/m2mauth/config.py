@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from m2mauth.core import defaults
 from m2mauth.core.algorithms import DEFAULT_SIGNING_ALGORITHM, SIGNING_ALGORITHMS
-from m2mauth.core.applications import DEFAULT_MAX_SECRETS, DEFAULT_MAX_TOKEN_TTL_SECONDS
 from m2mauth.database_urls import MEMORY_SCHEME, UnsupportedDatabaseUrl, scheme_of
 
 DEV_DATA_DIR = Path("var")
@@ -57,34 +57,37 @@ class Settings:
     )
     signing_algorithm: str = setting(
         DEFAULT_SIGNING_ALGORITHM,
-        "Algorithm of new signing keys: RS256 (default; every JWT library has it), ES256 or EdDSA.",
+        f"Algorithm of new signing keys: one of {', '.join(SIGNING_ALGORITHMS)} "
+        f"(default {DEFAULT_SIGNING_ALGORITHM}: every JWT library has it).",
     )
-    token_ttl_seconds: int = setting(3600, "Default access-token lifetime (seconds).")
+    token_ttl_seconds: int = setting(
+        defaults.TOKEN_TTL_SECONDS, "Default access-token lifetime (seconds)."
+    )
     max_token_ttl_seconds: int = setting(
-        DEFAULT_MAX_TOKEN_TTL_SECONDS,
+        defaults.MAX_TOKEN_TTL_SECONDS,
         "Upper bound for an application's token TTL override (seconds).",
     )
     key_rotation_interval_seconds: int = setting(
-        30 * 86400,
+        defaults.KEY_ROTATION_INTERVAL_SECONDS,
         "Rotate the signing key automatically this often; 0 disables automatic rotation.",
     )
     jwks_max_age_seconds: int = setting(
-        900,
+        defaults.JWKS_MAX_AGE_SECONDS,
         "How long verifiers may cache the JWKS (Cache-Control max-age). The next key is "
         "published at least this long before it signs.",
     )
     clock_leeway_seconds: int = setting(
-        60,
+        defaults.CLOCK_LEEWAY_SECONDS,
         "Leeway for clock skew: previous keys stay published this long after their last "
         "token expires.",
     )
     audit_retention_days: int = setting(
-        90,
+        defaults.AUDIT_RETENTION_DAYS,
         "Audit events older than this many days are deleted, a few hundred at a time "
         "in the background; 0 keeps them for ever.",
     )
     max_client_secrets: int = setting(
-        DEFAULT_MAX_SECRETS, "Live client secrets allowed per application."
+        defaults.MAX_CLIENT_SECRETS, "Live client secrets allowed per application."
     )
     grace_period_seconds: float = setting(
         10.0, "On SIGTERM, how long in-flight calls may finish before the server stops."
@@ -115,15 +118,25 @@ class Settings:
             changes["audience"] = self.audience or issuer
         return dataclasses.replace(self, **changes)
 
+    def _database_problems(self) -> list[str]:
+        if not self.database_url:
+            return ["no database: set --database-url / M2MAUTH_DATABASE_URL (or use --dev)"]
+        if not scheme_of(self.database_url):
+            return [f"--database-url: {UnsupportedDatabaseUrl(self.database_url)}"]
+        out: list[str] = []
+        if scheme_of(self.database_url) == MEMORY_SCHEME:
+            # Nothing would create the first admin key without --dev, nor outlive the process.
+            if not self.dev:
+                out.append("--database-url memory:// is for trying m2mauth out: add --dev")
+            if self.processes > 1:
+                out.append(
+                    "--database-url memory:// keeps its data in one process: use --processes 1"
+                )
+        return out
+
     def problems(self) -> list[str]:
         """What is wrong with these settings, as sentences an operator can act on."""
-        out: list[str] = []
-        if not self.database_url:
-            out.append("no database: set --database-url / M2MAUTH_DATABASE_URL (or use --dev)")
-        elif not scheme_of(self.database_url):
-            out.append(f"--database-url: {UnsupportedDatabaseUrl(self.database_url)}")
-        elif scheme_of(self.database_url) == MEMORY_SCHEME and self.processes > 1:
-            out.append("--database-url memory:// keeps its data in one process: use --processes 1")
+        out = self._database_problems()
         if not self.root_key and not self.root_key_file:
             out.append(
                 "no root key: set M2MAUTH_ROOT_KEY or --root-key-file (or use --dev); "

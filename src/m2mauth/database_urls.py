@@ -14,11 +14,9 @@ class UnsupportedDatabaseUrl(ValueError):
     """A database URL that names no store m2mauth has."""
 
     def __init__(self, url: str) -> None:
-        scheme = url.partition("://")[0] if "://" in url else url
-        super().__init__(
-            f"unsupported database URL {scheme + '://...' if '://' in url else repr(url)}: "
-            f"use {SUPPORTED_URLS}"
-        )
+        # Only the scheme is repeated: the rest may hold a password.
+        named = f"{url.partition('://')[0]}://..." if "://" in url else "(no scheme://)"
+        super().__init__(f"unsupported database URL {named}: use {SUPPORTED_URLS}")
 
 
 def scheme_of(url: str) -> str:

@@ -17,7 +17,7 @@ from m2mauth.bootstrap import App, bootstrap, load_root_key
 from m2mauth.config import Settings
 from m2mauth.core.errors import StoreUnavailable
 from m2mauth.core.signing_keys import SigningKeyError
-from m2mauth.grpc.server import create_server
+from m2mauth.grpc.server import GrpcServer, create_server
 from m2mauth.http.app import create_http_app
 from m2mauth.http.server import start_http_server
 from m2mauth.store import UnsupportedDatabaseUrl, open_store
@@ -66,15 +66,9 @@ def prepare_app(settings: Settings, *, pool_size: int | None = None) -> tuple[Ap
             store.migrate()
         store.check_schema()
         try:
-            root, created = load_root_key(settings)
+            root, _ = load_root_key(settings)
         except (OSError, ValueError) as exc:
             raise StartupError(f"root key: {exc}", 2) from None
-        if created:
-            log.warning(
-                "created a new root key in %s (mode 0600); it encrypts signing keys and keys "
-                "credential hashes: back it up, and set M2MAUTH_ROOT_KEY in production",
-                settings.root_key_file,
-            )
         app = bootstrap(settings, store=store, root_key=root)
         app.owns_store = True
         # Signing keys exist before any worker serves (workers racing to create
@@ -115,24 +109,36 @@ def start_serving(
     settings = prepared.settings
     if app is None:
         app = bootstrap(settings, root_key=prepared.root_key)
+    grpc_server: GrpcServer | None = None
     try:
         app.start()
-    except StoreUnavailable as exc:
+        grpc_server = create_server(
+            app.servicers,
+            app.store.ping,
+            settings.grpc_host,
+            settings.grpc_port,
+            workers=settings.workers,
+            reuse_port=reuse_port,
+        )
+        http_server = start_http_server(
+            create_http_app(app.http_backend, settings.issuer),
+            http_socket,
+            grace=settings.grace_period_seconds,
+        )
+    except BaseException as exc:
+        # Whatever started is stopped: no thread, pool or port outlives a failed start.
+        if grpc_server is not None:
+            grpc_server.stop(0)
         app.close()
-        raise unreachable(exc) from None
-    grpc_server = create_server(
-        app.servicers,
-        app.store.ping,
-        settings.grpc_host,
-        settings.grpc_port,
-        workers=settings.workers,
-        reuse_port=reuse_port,
-    )
-    http_server = start_http_server(
-        create_http_app(app.http_backend, settings.issuer),
-        http_socket,
-        grace=settings.grace_period_seconds,
-    )
+        if isinstance(exc, StoreUnavailable):
+            raise unreachable(exc) from None
+        if isinstance(exc, RuntimeError | OSError) and "bind" in str(exc).lower():
+            raise StartupError(
+                f"cannot listen for gRPC on {settings.grpc_host}:{settings.grpc_port}: "
+                "the port is taken; choose another with --grpc-port",
+                2,
+            ) from None
+        raise
 
     def stop() -> None:
         log.info("shutting down: health NOT_SERVING, draining in-flight calls")

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from m2mauth.core.blocking import WouldBlock, non_blocking
-from m2mauth.core.errors import StoreUnavailable
+from m2mauth.core.errors import AlreadyExists, StoreUnavailable
 from m2mauth.core.models import AuditFilter, SecretUsage
 from m2mauth.store.memory import IntegrityError, MemoryDatabase, MemoryStore
 from tests.store.support import (
@@ -109,21 +109,27 @@ def test_an_exception_leaves_nothing_of_the_unit_in_any_table(store: MemoryStore
     add(store, make_org(external_id="crm-2"))
 
 
-def test_a_failed_write_changes_nothing_even_if_the_unit_goes_on(store: MemoryStore) -> None:
-    # Constraints are checked before anything is changed, as a failed statement
-    # changes nothing: no half-updated unique index survives a caught error.
+def test_a_failed_write_aborts_the_unit_of_work_as_postgresql_does(store: MemoryStore) -> None:
+    # Constraints are checked before anything is changed, so a failed statement
+    # changes nothing; and like PostgreSQL the unit of work refuses to go on or
+    # commit, so code that swallows a store error fails in the unit tier too.
     org = make_org()
     app, other = make_app(org), make_app(org)
     add(store, org, app, other)
-    with store.unit_of_work() as uow:
+    refused = pytest.raises(RuntimeError, match="can neither go on nor commit")
+    with refused, store.unit_of_work() as uow:
         with pytest.raises(IntegrityError):
             uow.update_application(
                 dataclasses.replace(app, client_id="new-client", organization_id="org_missing")
             )
-        assert uow.get_application_by_client_id("new-client") is None
-        assert uow.get_application_by_client_id(app.client_id) == app
+        uow.get_application(app.id)
+    refused = pytest.raises(RuntimeError, match="can neither go on nor commit")
+    with refused, store.unit_of_work() as uow, pytest.raises(AlreadyExists):
+        uow.add_organization(org)
+        # Even without a further statement, the commit is refused.
     with store.reading() as uow:
         assert uow.get_application(app.id) == app
+        assert uow.get_application_by_client_id("new-client") is None
 
 
 def test_foreign_keys_are_enforced(store: MemoryStore) -> None:

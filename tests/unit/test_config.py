@@ -41,10 +41,11 @@ def test_a_database_url_m2mauth_cannot_open_is_named_with_the_fix() -> None:
         assert problem.startswith("--database-url: unsupported database URL")
         assert "postgresql://" in problem
         assert "sqlite:///" in problem
-    assert Settings(database_url="memory://demo", root_key="k").with_defaults().problems() == []
-    [many] = (
-        Settings(database_url="memory://demo", root_key="k", processes=2).with_defaults().problems()
-    )
+    demo = Settings(database_url="memory://demo", root_key="k", dev=True)
+    assert demo.with_defaults().problems() == []
+    [needs_dev] = dataclasses.replace(demo, dev=False).with_defaults().problems()
+    assert "add --dev" in needs_dev
+    [many] = dataclasses.replace(demo, processes=2).with_defaults().problems()
     assert "--processes 1" in many
 
 

@@ -7,7 +7,7 @@ import dataclasses
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
-from m2mauth.core import audit, ids, validation
+from m2mauth.core import audit, defaults, ids, validation
 from m2mauth.core.clock import Clock
 from m2mauth.core.credentials import CLIENT_SECRET_PREFIX, CredentialHasher
 from m2mauth.core.errors import InvalidField, NotFound, SecretLimitReached
@@ -23,10 +23,8 @@ APP_READ = Permission.APPLICATIONS_READ
 APP_WRITE = Permission.APPLICATIONS_WRITE
 SECRET_READ = Permission.SECRETS_READ
 SECRET_WRITE = Permission.SECRETS_WRITE
-DEFAULT_MAX_SECRETS = 5
 DEFAULT_USAGE_DAYS = 30
 MAX_USAGE_DAYS = 366
-DEFAULT_MAX_TOKEN_TTL_SECONDS = 86400
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -58,8 +56,8 @@ class Applications:
         pages: PageTokenCodec,
         hasher: CredentialHasher,
         clock: Clock,
-        max_secrets: int = DEFAULT_MAX_SECRETS,
-        max_token_ttl_seconds: int = DEFAULT_MAX_TOKEN_TTL_SECONDS,
+        max_secrets: int = defaults.MAX_CLIENT_SECRETS,
+        max_token_ttl_seconds: int = defaults.MAX_TOKEN_TTL_SECONDS,
     ) -> None:
         self._store = store
         self._pages = pages

@@ -85,6 +85,11 @@ class ClientAuthentication:
     def names(self) -> tuple[str, ...]:
         return tuple(name for method in self._methods for name in method.names)
 
+    def presented(self, credentials: ClientCredentials) -> bool:
+        """Whether the request means to authenticate as a client (any method's
+        credentials, or a client_id): then it must, and an admin key is not asked."""
+        return bool(credentials.client_id) or any(m.presented(credentials) for m in self._methods)
+
     def authenticate(
         self, credentials: ClientCredentials, on_failure: FailureSink | None = None
     ) -> AuthenticatedClient:

@@ -127,7 +127,7 @@ class UnsupportedGrantType(DomainError):
 
     reason = "UNSUPPORTED_GRANT_TYPE"
 
-    def __init__(self, grant_type: str, supported: str = "client_credentials") -> None:
+    def __init__(self, grant_type: str, supported: str) -> None:
         super().__init__(f"grant_type {shown(grant_type)} is not supported; use {supported}")
         self.field = "grant_type"
 

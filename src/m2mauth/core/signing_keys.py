@@ -49,8 +49,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from m2mauth.core import audit, ids
-from m2mauth.core.algorithms import SIGNING_ALGORITHMS
+from m2mauth.core import audit, defaults, ids
+from m2mauth.core.algorithms import DEFAULT_SIGNING_ALGORITHM, SIGNING_ALGORITHMS
 from m2mauth.core.blocking import WouldBlock, may_block
 from m2mauth.core.clock import Clock
 from m2mauth.core.interfaces import Store, UnitOfWork
@@ -239,11 +239,11 @@ class SigningKeyRing:
         key_encryption_key: bytes,
         clock: Clock,
         *,
-        algorithm: str = "RS256",
-        max_token_ttl_seconds: int = 86400,
-        clock_leeway_seconds: int = 60,
-        rotation_interval_seconds: int = 30 * 86400,
-        jwks_max_age_seconds: int = 900,
+        algorithm: str = DEFAULT_SIGNING_ALGORITHM,
+        max_token_ttl_seconds: int = defaults.MAX_TOKEN_TTL_SECONDS,
+        clock_leeway_seconds: int = defaults.CLOCK_LEEWAY_SECONDS,
+        rotation_interval_seconds: int = defaults.KEY_ROTATION_INTERVAL_SECONDS,
+        jwks_max_age_seconds: int = defaults.JWKS_MAX_AGE_SECONDS,
         refresh_interval_seconds: float = DEFAULT_REFRESH_INTERVAL_SECONDS,
         unknown_kid_refresh_seconds: float = UNKNOWN_KID_REFRESH_SECONDS,
     ) -> None:

@@ -26,12 +26,12 @@ class TokenServicer(token_grpc.TokenServiceServicer):
         self._admin_keys = admin_keys
 
     def _caller(
-        self, client_id: str, client_secret: str, action: str, context: grpc.ServicerContext
+        self, credentials: ClientCredentials, action: str, context: grpc.ServicerContext
     ) -> Caller:
-        if client_id:
-            return self._tokens.authenticate_client(
-                ClientCredentials(client_id, client_secret), action, peer_address(context)
-            )
+        # A request with client credentials (of any registered method) is the
+        # client's own; one without is an admin key's (RFC 7662 section 2.1).
+        if self._tokens.clients.presented(credentials):
+            return self._tokens.authenticate_client(credentials, action, peer_address(context))
         return admin_principal(self._admin_keys, context)
 
     @translate_errors
@@ -58,7 +58,8 @@ class TokenServicer(token_grpc.TokenServiceServicer):
     def Introspect(
         self, request: token_pb.IntrospectRequest, context: grpc.ServicerContext
     ) -> token_pb.IntrospectResponse:
-        caller = self._caller(request.client_id, request.client_secret, INTROSPECT_FAILED, context)
+        credentials = ClientCredentials(request.client_id, request.client_secret)
+        caller = self._caller(credentials, INTROSPECT_FAILED, context)
         answer = self._tokens.introspect(request.token, caller)
         if not answer["active"]:
             # RFC 7662 section 2.2: an inactive token says nothing more.
@@ -81,7 +82,8 @@ class TokenServicer(token_grpc.TokenServiceServicer):
     def RevokeToken(
         self, request: token_pb.RevokeTokenRequest, context: grpc.ServicerContext
     ) -> token_pb.RevokeTokenResponse:
-        caller = self._caller(request.client_id, request.client_secret, REVOKE_FAILED, context)
+        credentials = ClientCredentials(request.client_id, request.client_secret)
+        caller = self._caller(credentials, REVOKE_FAILED, context)
         self._tokens.revoke(request.token, caller)
         return token_pb.RevokeTokenResponse()
 

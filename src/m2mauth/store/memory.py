@@ -13,6 +13,7 @@ Pure standard library on purpose: a core test that uses it needs no SQLAlchemy.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -231,8 +232,9 @@ class MemoryStore:
             finally:
                 changed = uow.finish()
             # Reached on normal exit only. A commit to a failed database fails
-            # and writes nothing.
+            # and writes nothing; so does one whose statement failed.
             self.check_available()
+            uow.check_not_aborted()
             if changed is not None:
                 self.database.publish(changed)
 
@@ -278,6 +280,17 @@ class _MemoryUnitOfWork:
         self._writable = writable
         self._copied = False
         self._open = True
+        # PostgreSQL refuses every statement of a transaction after one failed
+        # (and SQLite does not): the strictest, so code that swallows a store
+        # error and carries on fails here, in the unit tier, too.
+        self._aborted: BaseException | None = None
+
+    def check_not_aborted(self) -> None:
+        if self._aborted is not None:
+            raise RuntimeError(
+                "a statement of this unit of work failed; it can neither go on nor commit "
+                "(PostgreSQL refuses it too)"
+            ) from self._aborted
 
     def finish(self) -> _Tables | None:
         """End it; return the changed tables, or None if nothing was written."""
@@ -288,6 +301,7 @@ class _MemoryUnitOfWork:
     def _read(self) -> _Tables:
         if not self._open:
             raise RuntimeError("this unit of work has ended")
+        self.check_not_aborted()
         self._store.check_available()
         return self._tables
 
@@ -659,3 +673,26 @@ class _MemoryUnitOfWork:
             # Any application's revocation of this jti, as the LEFT JOIN on jti.
             jti_revoked=not _unstorable(jti) and jti in t.revoked_tokens,
         )
+
+
+def _aborting(method: Callable[..., R]) -> Callable[..., R]:
+    """A unit-of-work method whose failure aborts the unit of work (see _aborted)."""
+
+    @functools.wraps(method)
+    def run(self: _MemoryUnitOfWork, *args: Any, **kwargs: Any) -> R:
+        try:
+            return method(self, *args, **kwargs)
+        except (AlreadyExists, IntegrityError, ValueError) as exc:
+            self._aborted = exc
+            raise
+
+    return run
+
+
+for _name, _member in list(vars(_MemoryUnitOfWork).items()):
+    if (
+        not _name.startswith("_")
+        and callable(_member)
+        and _name not in ("finish", "check_not_aborted")
+    ):
+        setattr(_MemoryUnitOfWork, _name, _aborting(_member))

@@ -1,0 +1,12 @@
+"""The token side's defaults, defined once: settings declare them, and the core's
+classes fall back to them when built without settings (tests, tools)."""
+
+from __future__ import annotations
+
+TOKEN_TTL_SECONDS = 3600
+MAX_TOKEN_TTL_SECONDS = 86400
+KEY_ROTATION_INTERVAL_SECONDS = 30 * 86400
+JWKS_MAX_AGE_SECONDS = 900
+CLOCK_LEEWAY_SECONDS = 60
+MAX_CLIENT_SECRETS = 5
+AUDIT_RETENTION_DAYS = 90
