@@ -4,6 +4,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PROTOS := $(wildcard protos/m2mauth/v1/*.proto)
+# google.rpc.Status and its details, vendored (third_party/googleapis/README.md).
+GOOGLEAPIS := third_party/googleapis
+GOOGLE_RPC_PROTOS := google/rpc/status.proto google/rpc/error_details.proto
+# The API and its error details as one FileDescriptorSet, for tools that take one.
+DESCRIPTOR_SET := src/m2mauth/v1/m2mauth.binpb
+# Everything `make gen` writes; `make gen-check` fails if it differs from the commit.
+GENERATED := src/m2mauth/v1
 
 .PHONY: run test lint gen gen-check fmt bench clean
 
@@ -47,18 +54,24 @@ fmt: $(STAMP)
 	$(BIN)/ruff check --fix src tests examples bench
 	$(BIN)/ruff format src tests examples bench
 
-## gen: regenerate the Python code under src/m2mauth/v1 from protos/
+## gen: regenerate from protos/: the Python code, the .proto copies and the descriptor
+## set under src/m2mauth/v1 (all shipped in the wheel)
 gen: $(STAMP)
 	rm -f src/m2mauth/v1/*_pb2*.py src/m2mauth/v1/*_pb2*.pyi
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m grpc_tools.protoc -I protos \
 		--python_out=src --grpc_python_out=src \
 		--mypy_out=src --mypy_grpc_out=src $(PROTOS)
+	rm -f src/m2mauth/v1/*.proto src/m2mauth/v1/*.binpb
+	cp $(PROTOS) src/m2mauth/v1/
+	$(BIN)/python -m grpc_tools.protoc -I protos -I $(GOOGLEAPIS) \
+		--include_imports --include_source_info \
+		--descriptor_set_out=$(DESCRIPTOR_SET) $(PROTOS) $(GOOGLE_RPC_PROTOS)
 
 ## gen-check: fail if `make gen` would change the committed code
 gen-check: gen
-	git diff --exit-code --stat -- src/m2mauth/v1 || \
+	git diff --exit-code --stat -- $(GENERATED) || \
 		(echo "generated code is stale: run 'make gen' and commit" >&2; exit 1)
-	test -z "$$(git status --porcelain -- src/m2mauth/v1)" || \
+	test -z "$$(git status --porcelain -- $(GENERATED))" || \
 		(echo "generated code is untracked: run 'make gen' and commit" >&2; exit 1)
 
 clean:
