@@ -10,9 +10,9 @@ GOOGLE_RPC_PROTOS := google/rpc/status.proto google/rpc/error_details.proto
 # The API and its error details as one FileDescriptorSet, for tools that take one.
 DESCRIPTOR_SET := src/m2mauth/v1/m2mauth.binpb
 # Everything `make gen` writes; `make gen-check` fails if it differs from the commit.
-GENERATED := src/m2mauth/v1
+GENERATED := src/m2mauth/v1 clients/typescript/src/gen clients/go/m2mauth/v1
 
-.PHONY: run test lint gen gen-check fmt bench clean
+.PHONY: run test lint gen gen-check fmt bench clean client-toolchains
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,7 @@ export M2MAUTH_TEST_POSTGRES_URL
 
 ## test: install what the tests need and run the whole suite
 test: $(STAMP) $(NODE)
+	scripts/client-toolchains auto
 	$(BIN)/pytest
 
 ## lint: buf lint, ruff and mypy
@@ -55,8 +56,9 @@ fmt: $(STAMP)
 	$(BIN)/ruff format src tests examples bench
 
 ## gen: regenerate from protos/: the Python code, the .proto copies and the descriptor
-## set under src/m2mauth/v1 (all shipped in the wheel)
-gen: $(STAMP)
+## set under src/m2mauth/v1 (all shipped in the wheel), and the TypeScript and Go
+## clients' code under clients/ (buf.gen.yaml)
+gen: $(STAMP) $(NODE)
 	rm -f src/m2mauth/v1/*_pb2*.py src/m2mauth/v1/*_pb2*.pyi
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m grpc_tools.protoc -I protos \
 		--python_out=src --grpc_python_out=src \
@@ -66,6 +68,10 @@ gen: $(STAMP)
 	$(BIN)/python -m grpc_tools.protoc -I protos -I $(GOOGLEAPIS) \
 		--include_imports --include_source_info \
 		--descriptor_set_out=$(DESCRIPTOR_SET) $(PROTOS) $(GOOGLE_RPC_PROTOS)
+	scripts/client-toolchains require
+	rm -rf clients/typescript/src/gen clients/go/m2mauth/v1
+	node_modules/.bin/buf generate
+	node_modules/.bin/buf generate --template $(GOOGLEAPIS)/buf.gen.yaml
 
 ## gen-check: fail if `make gen` would change the committed code
 gen-check: gen
@@ -73,6 +79,11 @@ gen-check: gen
 		(echo "generated code is stale: run 'make gen' and commit" >&2; exit 1)
 	test -z "$$(git status --porcelain -- $(GENERATED))" || \
 		(echo "generated code is untracked: run 'make gen' and commit" >&2; exit 1)
+
+## client-toolchains: install Go, its gRPC libraries and protoc from Debian (apt-get);
+## without them the Go and Java client checks skip (CI installs them itself)
+client-toolchains:
+	scripts/client-toolchains install
 
 clean:
 	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache .hypothesis
