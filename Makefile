@@ -40,9 +40,11 @@ test: $(STAMP) $(NODE)
 	scripts/client-toolchains auto
 	$(BIN)/pytest
 
-## lint: buf lint, ruff and mypy
+## lint: buf lint, buf breaking (scripts/buf-breaking), ruff, mypy and tsc
 lint: $(STAMP) $(NODE)
 	node_modules/.bin/buf lint
+	scripts/buf-breaking
+	node_modules/.bin/tsc -p clients/typescript --noEmit
 	$(BIN)/ruff check src tests examples bench
 	$(BIN)/ruff format --check src tests examples bench
 	$(BIN)/mypy
