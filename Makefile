@@ -4,8 +4,15 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PROTOS := $(wildcard protos/m2mauth/v1/*.proto)
+# google.rpc.Status and its details, vendored (third_party/googleapis/README.md).
+GOOGLEAPIS := third_party/googleapis
+GOOGLE_RPC_PROTOS := google/rpc/status.proto google/rpc/error_details.proto
+# The API and its error details as one FileDescriptorSet, for tools that take one.
+DESCRIPTOR_SET := src/m2mauth/v1/m2mauth.binpb
+# Everything `make gen` writes; `make gen-check` fails if it differs from the commit.
+GENERATED := src/m2mauth/v1 clients/typescript/src/gen clients/go/m2mauth/v1
 
-.PHONY: run test lint gen gen-check fmt bench clean
+.PHONY: run test lint gen gen-check fmt bench clean client-toolchains
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,11 +37,14 @@ export M2MAUTH_TEST_POSTGRES_URL
 
 ## test: install what the tests need and run the whole suite
 test: $(STAMP) $(NODE)
+	scripts/client-toolchains auto
 	$(BIN)/pytest
 
-## lint: buf lint, ruff and mypy
+## lint: buf lint, buf breaking (scripts/buf-breaking), ruff, mypy and tsc
 lint: $(STAMP) $(NODE)
 	node_modules/.bin/buf lint
+	scripts/buf-breaking
+	node_modules/.bin/tsc -p clients/typescript --noEmit
 	$(BIN)/ruff check src tests examples bench
 	$(BIN)/ruff format --check src tests examples bench
 	$(BIN)/mypy
@@ -47,19 +57,35 @@ fmt: $(STAMP)
 	$(BIN)/ruff check --fix src tests examples bench
 	$(BIN)/ruff format src tests examples bench
 
-## gen: regenerate the Python code under src/m2mauth/v1 from protos/
-gen: $(STAMP)
+## gen: regenerate from protos/: the Python code, the .proto copies and the descriptor
+## set under src/m2mauth/v1 (all shipped in the wheel), and the TypeScript and Go
+## clients' code under clients/ (buf.gen.yaml)
+gen: $(STAMP) $(NODE)
 	rm -f src/m2mauth/v1/*_pb2*.py src/m2mauth/v1/*_pb2*.pyi
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m grpc_tools.protoc -I protos \
 		--python_out=src --grpc_python_out=src \
 		--mypy_out=src --mypy_grpc_out=src $(PROTOS)
+	rm -f src/m2mauth/v1/*.proto src/m2mauth/v1/*.binpb
+	cp $(PROTOS) src/m2mauth/v1/
+	$(BIN)/python -m grpc_tools.protoc -I protos -I $(GOOGLEAPIS) \
+		--include_imports --include_source_info \
+		--descriptor_set_out=$(DESCRIPTOR_SET) $(PROTOS) $(GOOGLE_RPC_PROTOS)
+	scripts/client-toolchains require
+	rm -rf clients/typescript/src/gen clients/go/m2mauth/v1
+	node_modules/.bin/buf generate
+	node_modules/.bin/buf generate --template $(GOOGLEAPIS)/buf.gen.yaml
 
 ## gen-check: fail if `make gen` would change the committed code
 gen-check: gen
-	git diff --exit-code --stat -- src/m2mauth/v1 || \
+	git diff --exit-code --stat -- $(GENERATED) || \
 		(echo "generated code is stale: run 'make gen' and commit" >&2; exit 1)
-	test -z "$$(git status --porcelain -- src/m2mauth/v1)" || \
+	test -z "$$(git status --porcelain -- $(GENERATED))" || \
 		(echo "generated code is untracked: run 'make gen' and commit" >&2; exit 1)
+
+## client-toolchains: install Go, its gRPC libraries and protoc from Debian (apt-get);
+## without them the Go and Java client checks skip (CI installs them itself)
+client-toolchains:
+	scripts/client-toolchains install
 
 clean:
 	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -23,6 +23,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from m2mauth.store.engine import normalize_url
 from m2mauth.store.schema import migrate
 from m2mauth.store.sql import SqlStore
+from tests.toolchains import SKIP_PREFIX as TOOLCHAIN_SKIPPED
 
 POSTGRES_ENV = "M2MAUTH_TEST_POSTGRES_URL"
 POSTGRES_SKIPPED = f"PostgreSQL suite SKIPPED ({POSTGRES_ENV} not set / unreachable)"
@@ -158,4 +159,17 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if skipped:
         terminalreporter.write_sep(
             "!", f"{POSTGRES_SKIPPED}: {len(skipped)} tests", red=True, bold=True
+        )
+    no_toolchain = [
+        report
+        for report in terminalreporter.stats.get("skipped", [])
+        if TOOLCHAIN_SKIPPED in str(getattr(report, "longrepr", ""))
+    ]
+    if no_toolchain:
+        terminalreporter.write_sep(
+            "!",
+            f"Go/protoc client checks SKIPPED ({TOOLCHAIN_SKIPPED}): {len(no_toolchain)} tests; "
+            "`make client-toolchains` installs them",
+            red=True,
+            bold=True,
         )

@@ -26,16 +26,25 @@ import pytest
 from m2mauth.bootstrap import bootstrap
 from m2mauth.core.clock import utc_now
 from m2mauth.core.interfaces import Store
+from m2mauth.grpc.server import GrpcServer
 from m2mauth.http.app import create_http_app
 from m2mauth.http.backend import InProcessBackend
 from m2mauth.http.server import bind, start_http_server
 from m2mauth.store.schema import migrate
 from m2mauth.store.sql import SqlStore
+from tests.grpc.conftest import make_settings, start_server
 from tests.http.conftest import BACKENDS, Shim, running_shim, shim_settings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 NODE_DIR = Path(__file__).resolve().parent / "node"
-NODE_PACKAGES = ("openid-client", "jose")
+NODE_PACKAGES = (
+    "openid-client",
+    "jose",
+    "typescript",
+    "@bufbuild/protobuf",
+    "@connectrpc/connect",
+    "@connectrpc/connect-node",
+)
 NODE_TIMEOUT_SECONDS = 60
 
 
@@ -149,6 +158,8 @@ def node_executable() -> str:
     if node is None:
         pytest.fail("node is not on PATH: install Node.js 20 to run the interop tests")
     pinned = json.loads((REPO_ROOT / "package.json").read_text())["devDependencies"]
+    client = json.loads((REPO_ROOT / "clients/typescript/package.json").read_text())
+    pinned = {**client["dependencies"], **client["devDependencies"], **pinned}
     problems = []
     for package in NODE_PACKAGES:
         manifest = REPO_ROOT / "node_modules" / package / "package.json"
@@ -184,3 +195,38 @@ def run_node(script: str, payload: dict[str, Any]) -> dict[str, Any]:
     )
     result: dict[str, Any] = json.loads(completed.stdout)
     return result
+
+
+# --- gRPC, for the generated clients ----------------------------------------------
+
+
+@dataclass
+class GrpcEndpoint:
+    """A real m2mauth gRPC server on a port of its own, and what a client needs."""
+
+    url: str
+    port: int
+    admin_key: str
+    issuer: str
+    container: Any
+    server: GrpcServer
+
+
+@pytest.fixture
+def grpc_endpoint(sqlite_store: SqlStore) -> Iterator[GrpcEndpoint]:
+    container = bootstrap(make_settings(), store=sqlite_store, root_key=secrets.token_bytes(32))
+    container.start()
+    server = start_server(container)
+    try:
+        _, admin_key = container.admin_keys.create_local(None)
+        yield GrpcEndpoint(
+            url=f"http://127.0.0.1:{server.port}",
+            port=server.port,
+            admin_key=admin_key,
+            issuer=container.settings.issuer,
+            container=container,
+            server=server,
+        )
+    finally:
+        server.stop(0)
+        container.close()

@@ -14,8 +14,9 @@ from concurrent import futures
 from dataclasses import dataclass, field
 
 import grpc
+from google.rpc import error_details_pb2, status_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_grpc
 
 from m2mauth.core.errors import StoreUnavailable
 from m2mauth.grpc.admin_key_servicer import AdminKeyServicer
@@ -29,6 +30,7 @@ from m2mauth.v1 import (
     application_service_pb2_grpc,
     audit_service_pb2,
     audit_service_pb2_grpc,
+    errors_pb2,
     key_service_pb2,
     key_service_pb2_grpc,
     organization_service_pb2,
@@ -47,6 +49,35 @@ SERVICE_NAMES = (
     application_service_pb2.DESCRIPTOR.services_by_name["ApplicationService"].full_name,
     audit_service_pb2.DESCRIPTOR.services_by_name["AuditService"].full_name,
 )
+
+# Files reflection must be able to describe although no service mentions them:
+# errors carry a google.rpc.Status with an ErrorInfo whose reason names an
+# m2mauth.v1.ErrorReason value, and a client (buf curl, grpcurl) needs their
+# descriptors to show the details as more than base64. Reflection serves any
+# file of the default pool, and importing a module is what puts it there.
+ERROR_FILES = (errors_pb2.DESCRIPTOR, status_pb2.DESCRIPTOR, error_details_pb2.DESCRIPTOR)
+
+# grpcio-reflection (1.85) serves only grpc.reflection.v1alpha. v1 has the same
+# messages, field for field, in a new package, so the same servicer answers it.
+REFLECTION_V1 = "grpc.reflection.v1.ServerReflection"
+
+
+def add_reflection(server: grpc.Server, service_names: tuple[str, ...]) -> None:
+    """Serve reflection v1alpha and v1 for ``service_names`` and every loaded file."""
+    names = (*service_names, reflection.SERVICE_NAME, REFLECTION_V1)
+    servicer = reflection.ReflectionServicer(names)
+    reflection_pb2_grpc.add_ServerReflectionServicer_to_server(servicer, server)
+    v1 = grpc.method_handlers_generic_handler(
+        REFLECTION_V1,
+        {
+            "ServerReflectionInfo": grpc.stream_stream_rpc_method_handler(
+                servicer.ServerReflectionInfo,
+                request_deserializer=reflection_pb2.ServerReflectionRequest.FromString,
+                response_serializer=reflection_pb2.ServerReflectionResponse.SerializeToString,
+            )
+        },
+    )
+    server.add_generic_rpc_handlers((v1,))
 
 
 class StoreHealthWatcher:
@@ -169,9 +200,7 @@ def create_server(
         experimental_thread_pool=futures.ThreadPoolExecutor(max_workers=1),
     )
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(
-        (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
-    )
+    add_reflection(server, (*SERVICE_NAMES, health.SERVICE_NAME))
     bound = server.add_insecure_port(f"{host}:{port}")
     if bound == 0:
         raise OSError(f"cannot bind gRPC to {host}:{port}")

@@ -26,13 +26,14 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from m2mauth.v1 import resources_pb2 as m2mauth_dot_v1_dot_resources__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1em2mauth/v1/audit_service.proto\x12\nm2mauth.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1am2mauth/v1/resources.proto\"\xed\x01\n\x16ListAuditEventsRequest\x12\x17\n\x0forganization_id\x18\x01 \x01(\t\x12\x16\n\x0e\x61pplication_id\x18\x02 \x01(\t\x12.\n\nstart_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tpage_size\x18\x05 \x01(\x05\x12\x12\n\npage_token\x18\x06 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x07 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x08 \x01(\t\"`\n\x17ListAuditEventsResponse\x12,\n\x0c\x61udit_events\x18\x01 \x03(\x0b\x32\x16.m2mauth.v1.AuditEvent\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2j\n\x0c\x41uditService\x12Z\n\x0fListAuditEvents\x12\".m2mauth.v1.ListAuditEventsRequest\x1a#.m2mauth.v1.ListAuditEventsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1em2mauth/v1/audit_service.proto\x12\nm2mauth.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1am2mauth/v1/resources.proto\"\xed\x01\n\x16ListAuditEventsRequest\x12\x17\n\x0forganization_id\x18\x01 \x01(\t\x12\x16\n\x0e\x61pplication_id\x18\x02 \x01(\t\x12.\n\nstart_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tpage_size\x18\x05 \x01(\x05\x12\x12\n\npage_token\x18\x06 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x07 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x08 \x01(\t\"`\n\x17ListAuditEventsResponse\x12,\n\x0c\x61udit_events\x18\x01 \x03(\x0b\x32\x16.m2mauth.v1.AuditEvent\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2j\n\x0c\x41uditService\x12Z\n\x0fListAuditEvents\x12\".m2mauth.v1.ListAuditEventsRequest\x1a#.m2mauth.v1.ListAuditEventsResponseB\x95\x01\n\x14io.github.m2mauth.v1B\x11\x41uditServiceProtoP\x01Z:github.com/m2mauth/m2mauth/clients/go/m2mauth/v1;m2mauthv1\xa2\x02\x03MMA\xaa\x02\nM2mAuth.V1\xca\x02\nM2mAuth\\V1\xea\x02\x0bM2mAuth::V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'm2mauth.v1.audit_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
-  DESCRIPTOR._loaded_options = None
+  _globals['DESCRIPTOR']._loaded_options = None
+  _globals['DESCRIPTOR']._serialized_options = b'\n\024io.github.m2mauth.v1B\021AuditServiceProtoP\001Z:github.com/m2mauth/m2mauth/clients/go/m2mauth/v1;m2mauthv1\242\002\003MMA\252\002\nM2mAuth.V1\312\002\nM2mAuth\\V1\352\002\013M2mAuth::V1'
   _globals['_LISTAUDITEVENTSREQUEST']._serialized_start=108
   _globals['_LISTAUDITEVENTSREQUEST']._serialized_end=345
   _globals['_LISTAUDITEVENTSRESPONSE']._serialized_start=347

@@ -85,9 +85,15 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """ErrorReason is the catalogue of `google.rpc.ErrorInfo.reason` values that
-    m2mauth returns (AIP-193). Every error status carries an ErrorInfo with
-    `domain: "m2mauth"` and `reason` set to the name of one of these values
-    (for example "INVALID_CLIENT"). Bad fields additionally carry a
+    m2mauth returns (AIP-193). Every error is a `google.rpc.Status` (sent in
+    the `grpc-status-details-bin` trailer) carrying an ErrorInfo with
+    `domain: "m2mauth"` and `reason` set to a value's name WITHOUT the
+    `ERROR_REASON_` prefix: the reason "INVALID_CLIENT" is
+    ERROR_REASON_INVALID_CLIENT. To map a reason to this enum, look up
+    "ERROR_REASON_" + reason by name; a reason with no such value comes from a
+    newer server than the client's copy of this file, so treat it as
+    ERROR_REASON_UNSPECIFIED and act on the status code. The reason strings are
+    part of the v1 contract and never change. Bad fields additionally carry a
     `google.rpc.BadRequest` with one field violation per field.
 
     Clients should branch on the reason, never on the message text.

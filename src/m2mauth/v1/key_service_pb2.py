@@ -25,13 +25,14 @@ _sym_db = _symbol_database.Default()
 from m2mauth.v1 import resources_pb2 as m2mauth_dot_v1_dot_resources__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cm2mauth/v1/key_service.proto\x12\nm2mauth.v1\x1a\x1am2mauth/v1/resources.proto\"U\n\x16ListSigningKeysRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x14\n\x0cshow_retired\x18\x03 \x01(\x08\"`\n\x17ListSigningKeysResponse\x12,\n\x0csigning_keys\x18\x01 \x03(\x0b\x32\x16.m2mauth.v1.SigningKey\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"J\n\x17RotateSigningKeyRequest\x12/\n\talgorithm\x18\x01 \x01(\x0e\x32\x1c.m2mauth.v1.SigningAlgorithm\"q\n\x18RotateSigningKeyResponse\x12+\n\x0b\x63urrent_key\x18\x01 \x01(\x0b\x32\x16.m2mauth.v1.SigningKey\x12(\n\x08next_key\x18\x02 \x01(\x0b\x32\x16.m2mauth.v1.SigningKey2\xc7\x01\n\nKeyService\x12Z\n\x0fListSigningKeys\x12\".m2mauth.v1.ListSigningKeysRequest\x1a#.m2mauth.v1.ListSigningKeysResponse\x12]\n\x10RotateSigningKey\x12#.m2mauth.v1.RotateSigningKeyRequest\x1a$.m2mauth.v1.RotateSigningKeyResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cm2mauth/v1/key_service.proto\x12\nm2mauth.v1\x1a\x1am2mauth/v1/resources.proto\"U\n\x16ListSigningKeysRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x14\n\x0cshow_retired\x18\x03 \x01(\x08\"`\n\x17ListSigningKeysResponse\x12,\n\x0csigning_keys\x18\x01 \x03(\x0b\x32\x16.m2mauth.v1.SigningKey\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"J\n\x17RotateSigningKeyRequest\x12/\n\talgorithm\x18\x01 \x01(\x0e\x32\x1c.m2mauth.v1.SigningAlgorithm\"q\n\x18RotateSigningKeyResponse\x12+\n\x0b\x63urrent_key\x18\x01 \x01(\x0b\x32\x16.m2mauth.v1.SigningKey\x12(\n\x08next_key\x18\x02 \x01(\x0b\x32\x16.m2mauth.v1.SigningKey2\xc7\x01\n\nKeyService\x12Z\n\x0fListSigningKeys\x12\".m2mauth.v1.ListSigningKeysRequest\x1a#.m2mauth.v1.ListSigningKeysResponse\x12]\n\x10RotateSigningKey\x12#.m2mauth.v1.RotateSigningKeyRequest\x1a$.m2mauth.v1.RotateSigningKeyResponseB\x93\x01\n\x14io.github.m2mauth.v1B\x0fKeyServiceProtoP\x01Z:github.com/m2mauth/m2mauth/clients/go/m2mauth/v1;m2mauthv1\xa2\x02\x03MMA\xaa\x02\nM2mAuth.V1\xca\x02\nM2mAuth\\V1\xea\x02\x0bM2mAuth::V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'm2mauth.v1.key_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
-  DESCRIPTOR._loaded_options = None
+  _globals['DESCRIPTOR']._loaded_options = None
+  _globals['DESCRIPTOR']._serialized_options = b'\n\024io.github.m2mauth.v1B\017KeyServiceProtoP\001Z:github.com/m2mauth/m2mauth/clients/go/m2mauth/v1;m2mauthv1\242\002\003MMA\252\002\nM2mAuth.V1\312\002\nM2mAuth\\V1\352\002\013M2mAuth::V1'
   _globals['_LISTSIGNINGKEYSREQUEST']._serialized_start=72
   _globals['_LISTSIGNINGKEYSREQUEST']._serialized_end=157
   _globals['_LISTSIGNINGKEYSRESPONSE']._serialized_start=159
