@@ -142,6 +142,47 @@ def store(store_url: str) -> Iterator[SqlStore]:
     sql_store.close()
 
 
+REDIS_ENV = "M2MAUTH_TEST_REDIS_URL"
+REQUIRE_REDIS_ENV = "M2MAUTH_REQUIRE_REDIS"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> str:
+    """The test Redis (M2MAUTH_TEST_REDIS_URL, default the local one), or a loud skip;
+    in CI (M2MAUTH_REQUIRE_REDIS=1) an unreachable Redis fails instead."""
+    import redis  # noqa: PLC0415
+
+    url = os.environ.get(REDIS_ENV, DEFAULT_REDIS_URL)
+    client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        reason = f"Redis suite skipped: {url} unreachable ({type(exc).__name__})"
+        if os.environ.get(REQUIRE_REDIS_ENV) == "1":
+            pytest.fail(f"{reason} ({REQUIRE_REDIS_ENV}=1)", pytrace=False)
+        pytest.skip(reason)
+    finally:
+        client.close()
+    return url
+
+
+@pytest.fixture
+def redis_prefix(redis_server: str) -> Iterator[str]:
+    """A key prefix of this test's own; its keys are deleted afterwards."""
+    import redis  # noqa: PLC0415
+
+    prefix = f"m2mauth-test-{secrets.token_hex(6)}:"
+    yield prefix
+    client = redis.Redis.from_url(redis_server)
+    try:
+        keys = list(client.scan_iter(match=prefix + "*", count=1000))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     # Tests that ask for postgres_url directly; store_url marks its own param.
     for item in items:
@@ -159,6 +200,15 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if skipped:
         terminalreporter.write_sep(
             "!", f"{POSTGRES_SKIPPED}: {len(skipped)} tests", red=True, bold=True
+        )
+    redis_skipped = [
+        report
+        for report in terminalreporter.stats.get("skipped", [])
+        if "Redis suite skipped" in str(getattr(report, "longrepr", ""))
+    ]
+    if redis_skipped:
+        terminalreporter.write_sep(
+            "!", f"Redis suite SKIPPED: {len(redis_skipped)} tests", red=True, bold=True
         )
     no_toolchain = [
         report

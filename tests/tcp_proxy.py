@@ -8,8 +8,12 @@ import threading
 
 
 class TcpProxy:
-    def __init__(self, target_host: str, target_port: int) -> None:
+    def __init__(
+        self, target_host: str, target_port: int, *, source_host: str | None = None
+    ) -> None:
         self._target = (target_host, target_port)
+        # Connect upstream from this address (e.g. 127.0.0.2: another caller).
+        self._source = (source_host, 0) if source_host else None
         self._listener: socket.socket | None = None
         self._conns: list[socket.socket] = []
         self._lock = threading.Lock()
@@ -31,7 +35,9 @@ class TcpProxy:
             except OSError:
                 return
             try:
-                upstream = socket.create_connection(self._target, timeout=5)
+                upstream = socket.create_connection(
+                    self._target, timeout=5, source_address=self._source
+                )
             except OSError:
                 client.close()
                 continue

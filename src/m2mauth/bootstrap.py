@@ -31,6 +31,7 @@ from m2mauth.core.pagination import PageTokenCodec
 from m2mauth.core.policy import DEFAULT_CLIENT_CACHE_TTL_SECONDS, TokenPolicy
 from m2mauth.core.root_key import DerivedKeys, load_or_create_root_key_file, parse_root_key
 from m2mauth.core.signing_keys import DEFAULT_REFRESH_INTERVAL_SECONDS
+from m2mauth.core.throttling import Allowance, Counters, FailureThrottle, TokenQuota
 from m2mauth.core.tokens import TokenComponents, build_token_components
 from m2mauth.grpc.admin_key_servicer import AdminKeyServicer
 from m2mauth.grpc.key_servicer import KeyServicer
@@ -38,6 +39,7 @@ from m2mauth.grpc.management import ApplicationServicer, AuditServicer, Organiza
 from m2mauth.grpc.server import Servicers
 from m2mauth.grpc.token_servicer import TokenServicer
 from m2mauth.http.backend import InProcessBackend
+from m2mauth.ratelimit import open_counters
 from m2mauth.store import open_store
 
 log = logging.getLogger("m2mauth")
@@ -71,6 +73,8 @@ class App:
     applications: Applications
     audit: AuditReader
     tokens: TokenComponents
+    # Throttling and quota counters: this process's, or Redis's.
+    counters: Counters
     background: BackgroundJobs
     # Whether close() closes the store (bootstrap opened it).
     owns_store: bool = False
@@ -93,6 +97,7 @@ class App:
             self.admin_keys.usage.flush()
         except Exception:
             log.exception("final flush of usage and audit events failed; they are lost")
+        self.counters.close()
         if self.owns_store:
             self.store.close()
 
@@ -113,6 +118,10 @@ class App:
         return InProcessBackend(
             self.servicers.tokens, self.store.ping, threads=self.settings.workers
         )
+
+
+def _allowance(per_minute: int) -> Allowance | None:
+    return Allowance(per_minute) if per_minute > 0 else None
 
 
 def _both(first: Callable[[], object], second: Callable[[], object]) -> Callable[[], None]:
@@ -190,6 +199,13 @@ def bootstrap(
     fingerprint = fingerprinter(keys.audit_fingerprint)
     admin_keys = AdminKeys(store, hasher, clock, pages, failures=failures, fingerprint=fingerprint)
     retention = AuditRetention(store, clock, retention_days=settings.audit_retention_days)
+    counters = open_counters(settings.rate_limit_url, prefix=settings.rate_limit_prefix)
+    throttle = FailureThrottle(
+        counters,
+        fingerprint,
+        per_client=_allowance(settings.auth_failures_per_client_per_minute),
+        per_source=_allowance(settings.auth_failures_per_source_per_minute),
+    )
     tokens = build_token_components(
         policy,
         store,
@@ -199,6 +215,8 @@ def bootstrap(
         clock,
         failures=failures,
         fingerprint=fingerprint,
+        throttle=throttle,
+        quota=TokenQuota(counters),
         client_cache_ttl_seconds=timing.client_cache_ttl_seconds,
         key_refresh_interval_seconds=timing.maintenance_interval,
         monotonic=timing.monotonic,
@@ -222,6 +240,7 @@ def bootstrap(
         ),
         audit=AuditReader(store, pages),
         tokens=tokens,
+        counters=counters,
         background=BackgroundJobs(
             [
                 Job(

@@ -604,6 +604,13 @@ def _application_options(func: Any) -> Any:
                 type=DURATION,
                 help="Lifetime of its tokens: seconds, or 15m, 1h, 1d (0: the server's default).",
             ),
+            click.option(
+                "--token-quota",
+                type=click.IntRange(0),
+                metavar="N",
+                help="At most N tokens per minute; more are refused with 429 until the "
+                "minute ends (0: no quota).",
+            ),
             enable_option,
         )
     ):
@@ -624,6 +631,7 @@ def apps_create(
     scopes: tuple[str, ...],
     audiences: tuple[str, ...],
     ttl: int | None,
+    token_quota: int | None,
     enabled: bool | None,
     out: Output,
     conn: Connection,
@@ -633,7 +641,7 @@ def apps_create(
     \b
     Examples:
       m2mauth apps create --org org_01J... --name billing-sync \\
-        --scope invoices:read --scope invoices:write --ttl 15m
+        --scope invoices:read --scope invoices:write --ttl 15m --token-quota 60
       APP=$(m2mauth apps create --org "$ORG" --name billing-sync -q)
     """
     from m2mauth.cli_support.channel import open_session
@@ -648,6 +656,7 @@ def apps_create(
         scopes=scopes,
         audiences=audiences,
         token_ttl_seconds=ttl or 0,
+        token_quota_per_minute=token_quota or 0,
         enabled=enabled,
     )
     with open_session(conn) as s:
@@ -717,6 +726,7 @@ def apps_update(
     scopes: tuple[str, ...],
     audiences: tuple[str, ...],
     ttl: int | None,
+    token_quota: int | None,
     enabled: bool | None,
     clear_scopes: bool,
     clear_audiences: bool,
@@ -760,12 +770,16 @@ def apps_update(
     if ttl is not None:
         app.token_ttl_seconds = ttl
         paths.append("token_ttl_seconds")
+    if token_quota is not None:
+        app.token_quota_per_minute = token_quota
+        paths.append("token_quota_per_minute")
     if enabled is not None:
         app.enabled = enabled
         paths.append("enabled")
     if not paths:
         raise usage_failure(
             "nothing to update: pass --name, --description, --scope, --audience, --ttl, "
+            "--token-quota, "
             "--enable/--disable, --clear-scopes or --clear-audiences"
         )
     request = app_pb.UpdateApplicationRequest(application=app, update_mask=FieldMask(paths=paths))

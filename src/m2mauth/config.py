@@ -15,9 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from m2mauth.client_address import parse_networks
 from m2mauth.core import defaults
 from m2mauth.core.algorithms import DEFAULT_SIGNING_ALGORITHM, SIGNING_ALGORITHMS
 from m2mauth.database_urls import MEMORY_SCHEME, UnsupportedDatabaseUrl, scheme_of
+from m2mauth.ratelimit import REDIS_SCHEMES, UnsupportedRateLimitUrl
 
 DEV_DATA_DIR = Path("var")
 
@@ -89,6 +91,32 @@ class Settings:
     max_client_secrets: int = setting(
         defaults.MAX_CLIENT_SECRETS, "Live client secrets allowed per application."
     )
+    auth_failures_per_client_per_minute: int = setting(
+        10,
+        "Failed authentications one client may have from one address per minute before "
+        "the token, introspection and revocation endpoints answer 429 / "
+        "RESOURCE_EXHAUSTED (a token bucket: it refills evenly); 0 turns it off.",
+    )
+    auth_failures_per_source_per_minute: int = setting(
+        60,
+        "Failed client authentications one address may have per minute, whatever the "
+        "client, before it is refused the same way; 0 turns it off.",
+    )
+    rate_limit_url: str = setting(
+        "",
+        "Where throttling and quota counters live: empty for this process only, "
+        "redis://host:6379/0 to share them with every process and replica. If Redis is "
+        "unreachable, limits are off (logged, and counted in /metrics) until it is back.",
+    )
+    rate_limit_prefix: str = setting(
+        "m2mauth:", "Prefix of every Redis key m2mauth writes (for a shared Redis)."
+    )
+    trusted_proxies: str = setting(
+        "",
+        "Comma-separated addresses or networks (CIDR) of proxies in front of the HTTP "
+        "endpoints: only behind them is the client's address read from X-Forwarded-For "
+        "(for throttling and the audit log). Default: none, the socket's address.",
+    )
     grace_period_seconds: float = setting(
         10.0, "On SIGTERM, how long in-flight calls may finish before the server stops."
     )
@@ -134,9 +162,24 @@ class Settings:
                 )
         return out
 
+    def _edge_problems(self) -> list[str]:
+        out: list[str] = []
+        if self.rate_limit_url and not self.rate_limit_url.startswith(REDIS_SCHEMES):
+            out.append(f"--rate-limit-url: {UnsupportedRateLimitUrl(self.rate_limit_url)}")
+        try:
+            parse_networks(self.trusted_proxies)
+        except ValueError as exc:
+            out.append(f"--trusted-proxies: {exc}")
+        if (
+            self.auth_failures_per_client_per_minute < 0
+            or self.auth_failures_per_source_per_minute < 0
+        ):
+            out.append("--auth-failures-per-*-per-minute must not be negative (0 turns it off)")
+        return out
+
     def problems(self) -> list[str]:
         """What is wrong with these settings, as sentences an operator can act on."""
-        out = self._database_problems()
+        out = self._database_problems() + self._edge_problems()
         if not self.root_key and not self.root_key_file:
             out.append(
                 "no root key: set M2MAUTH_ROOT_KEY or --root-key-file (or use --dev); "

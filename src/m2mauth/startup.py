@@ -14,12 +14,15 @@ from dataclasses import dataclass
 from sqlalchemy.exc import DBAPIError
 
 from m2mauth.bootstrap import App, bootstrap, load_root_key
+from m2mauth.client_address import parse_networks
 from m2mauth.config import Settings
 from m2mauth.core.errors import StoreUnavailable
 from m2mauth.core.signing_keys import SigningKeyError
 from m2mauth.grpc.server import GrpcServer, create_server
 from m2mauth.http.app import create_http_app
+from m2mauth.http.metrics import ShimMetrics
 from m2mauth.http.server import start_http_server
+from m2mauth.ratelimit.redis import RateLimitCollector, RedisCounters
 from m2mauth.store import UnsupportedDatabaseUrl, open_store
 from m2mauth.store.schema import SchemaError
 
@@ -98,6 +101,14 @@ class Running:
         self._stop()
 
 
+def shim_metrics(app: App) -> ShimMetrics:
+    """The shim's metrics, with the shared rate-limit counters' health when in Redis."""
+    metrics = ShimMetrics()
+    if isinstance(app.counters, RedisCounters):
+        metrics.registry.register(RateLimitCollector(app.counters))
+    return metrics
+
+
 def start_serving(
     prepared: Prepared,
     http_socket: socket.socket,
@@ -121,7 +132,12 @@ def start_serving(
             reuse_port=reuse_port,
         )
         http_server = start_http_server(
-            create_http_app(app.http_backend, settings.issuer),
+            create_http_app(
+                app.http_backend,
+                settings.issuer,
+                shim_metrics(app),
+                trusted_proxies=parse_networks(settings.trusted_proxies),
+            ),
             http_socket,
             grace=settings.grace_period_seconds,
         )

@@ -17,7 +17,15 @@ from m2mauth.core.organizations import visible_organization
 from m2mauth.core.pagination import Page, Pager, PageTokenCodec
 from m2mauth.core.permissions import Permission, require
 
-UPDATABLE = ("name", "description", "scopes", "audiences", "token_ttl_seconds", "enabled")
+UPDATABLE = (
+    "name",
+    "description",
+    "scopes",
+    "audiences",
+    "token_ttl_seconds",
+    "token_quota_per_minute",
+    "enabled",
+)
 RESOURCE = "application"
 APP_READ = Permission.APPLICATIONS_READ
 APP_WRITE = Permission.APPLICATIONS_WRITE
@@ -36,6 +44,7 @@ class ApplicationFields:
     scopes: Sequence[str] = ()
     audiences: Sequence[str] = ()
     token_ttl_seconds: int = 0
+    token_quota_per_minute: int = 0
     enabled: bool | None = None
 
 
@@ -88,6 +97,7 @@ class Applications:
             scopes=validation.scopes(f.scopes),
             audiences=validation.audiences(f.audiences),
             token_ttl_seconds=validation.token_ttl(f.token_ttl_seconds, self._max_token_ttl),
+            token_quota_per_minute=validation.token_quota(f.token_quota_per_minute),
             enabled=True if f.enabled is None else f.enabled,
             created_at=now,
             updated_at=now,
@@ -150,6 +160,8 @@ class Applications:
             changes["scopes"] = validation.scopes(f.scopes)
         if "audiences" in paths:
             changes["audiences"] = validation.audiences(f.audiences)
+        if "token_quota_per_minute" in paths:
+            changes["token_quota_per_minute"] = validation.token_quota(f.token_quota_per_minute)
         if "token_ttl_seconds" in paths:
             changes["token_ttl_seconds"] = validation.token_ttl(
                 f.token_ttl_seconds, self._max_token_ttl

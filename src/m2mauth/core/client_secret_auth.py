@@ -18,7 +18,9 @@ most ``cache_ttl_seconds`` after the change is committed. A secret expiring by
 its ``expires_at`` stops at once (checked against the clock on every call).
 A failed match is always re-checked against the store, never answered from
 the cache, so a just-created secret or a just re-enabled application works
-immediately.
+immediately; that fresh read then replaces the cached one, so failures never
+evict a good entry (failures themselves are throttled, see
+:mod:`m2mauth.core.throttling`).
 """
 
 from __future__ import annotations
@@ -114,7 +116,13 @@ class ClientSecretAuth:
         if ok is not None:
             self._remember(client_id, lookup)
             return ok
-        self._forget(client_id)
+        if lookup.application is not None:
+            # A wrong secret says nothing against what was just read: keep (or
+            # refresh) the lookup, so someone failing on purpose cannot evict
+            # the real client's entry and push it to the store on every call.
+            self._remember(client_id, lookup)
+        else:
+            self._forget(client_id)
         raise failed(client_id, reason, lookup.application, on_failure)
 
     def invalidate(self, client_id: str | None = None) -> None:

@@ -165,3 +165,28 @@ class StoreUnavailable(DomainError):
 
     def __init__(self, message: str = "the store is unavailable; retry later") -> None:
         super().__init__(message)
+
+
+class RateLimited(DomainError):
+    """Too many failed authentications from this caller lately: retry later.
+
+    RFC 6585 section 4 / RFC 9110 section 10.2.3 over HTTP (429 with
+    Retry-After); RESOURCE_EXHAUSTED with RetryInfo and QuotaFailure over gRPC.
+    """
+
+    reason = "RATE_LIMITED"
+
+    def __init__(
+        self, message: str, *, retry_after_seconds: int, subject: str, description: str
+    ) -> None:
+        super().__init__(message)
+        self.retry_after_seconds = retry_after_seconds
+        # The QuotaFailure violation: what is limited and how. Never a secret.
+        self.subject = subject
+        self.description = description
+
+
+class QuotaExceeded(RateLimited):
+    """The application's tokens-per-minute quota is used up until the minute ends."""
+
+    reason = "TOKEN_QUOTA_EXCEEDED"

@@ -21,9 +21,10 @@ import jwt
 from m2mauth.core import ids
 from m2mauth.core.client_auth import AuthenticatedClient, ClientAuthentication, FailureSink
 from m2mauth.core.clock import Clock
-from m2mauth.core.errors import InvalidRequest, UnsupportedGrantType
+from m2mauth.core.errors import InvalidClient, InvalidRequest, UnsupportedGrantType
 from m2mauth.core.signing_keys import SigningKeyRing
-from m2mauth.core.token_request import TokenRequest
+from m2mauth.core.throttling import FailureThrottle, TokenQuota
+from m2mauth.core.token_request import ClientCredentials, TokenRequest
 from m2mauth.core.usage import UsageRecorder
 
 log = logging.getLogger("m2mauth.tokens")
@@ -128,9 +129,13 @@ class TokenEndpoint:
         grants: Sequence[Grant],
         *,
         failure_sink: Callable[[str], FailureSink] | None = None,
+        throttle: FailureThrottle | None = None,
+        quota: TokenQuota | None = None,
     ) -> None:
         self._clients = clients
         self._grants = {grant.grant_type: grant for grant in grants}
+        self._throttle = throttle
+        self._quota = quota
         # Given the caller's address, where to report a failed authentication.
         self._failure_sink = failure_sink
 
@@ -149,5 +154,28 @@ class TokenEndpoint:
         # Authenticate before judging scope or audience: an unauthenticated
         # caller learns nothing about what a client may ask for.
         sink = self._failure_sink(request.source) if self._failure_sink else None
-        client = self._clients.authenticate(request.credentials, sink)
+        client = authenticate_throttled(
+            self._clients, self._throttle, request.credentials, request.source, sink
+        )
+        if self._quota is not None:
+            self._quota.take(client.application)
         return grant.issue(request, client)
+
+
+def authenticate_throttled(
+    clients: ClientAuthentication,
+    throttle: FailureThrottle | None,
+    credentials: ClientCredentials,
+    source: str,
+    sink: FailureSink | None,
+) -> AuthenticatedClient:
+    """Authenticate unless this client or address failed too often lately
+    (RateLimited, before any store read); a failure spends from its buckets."""
+    if throttle is None:
+        return clients.authenticate(credentials, sink)
+    throttle.check(credentials.client_id, source)
+    try:
+        return clients.authenticate(credentials, sink)
+    except InvalidClient:
+        throttle.failed(credentials.client_id, source)
+        raise

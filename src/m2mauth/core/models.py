@@ -33,6 +33,8 @@ class Application:
     created_at: datetime
     updated_at: datetime
     tokens_revoked_before: datetime | None = None
+    # At most this many tokens per minute; 0: no quota.
+    token_quota_per_minute: int = 0
 
 
 @dataclass(frozen=True, slots=True)

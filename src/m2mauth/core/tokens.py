@@ -35,13 +35,19 @@ from m2mauth.core.credentials import CredentialHasher
 from m2mauth.core.failures import FailedAttempts, presented_actor
 from m2mauth.core.interfaces import Store
 from m2mauth.core.introspection import Caller, Introspector
-from m2mauth.core.issuance import AccessTokens, IssuedToken, TokenEndpoint
+from m2mauth.core.issuance import (
+    AccessTokens,
+    IssuedToken,
+    TokenEndpoint,
+    authenticate_throttled,
+)
 from m2mauth.core.key_management import SigningKeyAdmin
 from m2mauth.core.pagination import PageTokenCodec
 from m2mauth.core.policy import DEFAULT_CLIENT_CACHE_TTL_SECONDS, TokenParts, TokenPolicy
 from m2mauth.core.registry import CLIENT_AUTH_METHODS, GRANTS
 from m2mauth.core.revocation import Revoker
 from m2mauth.core.signing_keys import DEFAULT_REFRESH_INTERVAL_SECONDS, SigningKeyRing
+from m2mauth.core.throttling import FailureThrottle, TokenQuota
 from m2mauth.core.token_request import ClientCredentials, TokenRequest
 from m2mauth.core.usage import UsageRecorder
 from m2mauth.core.verification import SignedTokens
@@ -87,6 +93,7 @@ class TokenComponents:
     usage: UsageRecorder
     failures: FailedAttempts
     fingerprint: Callable[[str], str]
+    throttle: FailureThrottle | None
     endpoint: TokenEndpoint
     introspector: Introspector
     revoker: Revoker
@@ -101,8 +108,12 @@ class TokenComponents:
         self, credentials: ClientCredentials, action: str = INTROSPECT_FAILED, source: str = ""
     ) -> AuthenticatedClient:
         """For introspection and revocation callers; failures are audited as ``action``."""
-        return self.clients.authenticate(
-            credentials, failure_recorder(self.failures, self.fingerprint, action, source)
+        return authenticate_throttled(
+            self.clients,
+            self.throttle,
+            credentials,
+            source,
+            failure_recorder(self.failures, self.fingerprint, action, source),
         )
 
     def introspect(self, token: str, caller: Caller) -> dict[str, Any]:
@@ -145,6 +156,8 @@ def build_token_components(
     *,
     failures: FailedAttempts,
     fingerprint: Callable[[str], str],
+    throttle: FailureThrottle | None = None,
+    quota: TokenQuota | None = None,
     client_cache_ttl_seconds: float = DEFAULT_CLIENT_CACHE_TTL_SECONDS,
     key_refresh_interval_seconds: float = DEFAULT_REFRESH_INTERVAL_SECONDS,
     monotonic: Callable[[], float] = time.monotonic,
@@ -180,10 +193,13 @@ def build_token_components(
         usage=usage,
         failures=failures,
         fingerprint=fingerprint,
+        throttle=throttle,
         endpoint=TokenEndpoint(
             clients,
             [grant.from_parts(parts) for grant in GRANTS],
             failure_sink=functools.partial(failure_recorder, failures, fingerprint, ISSUE_FAILED),
+            throttle=throttle,
+            quota=quota,
         ),
         introspector=Introspector(store, signed, clock, leeway_seconds=policy.clock_leeway_seconds),
         revoker=Revoker(store, signed, clock, leeway_seconds=policy.clock_leeway_seconds),

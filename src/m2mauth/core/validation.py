@@ -131,3 +131,15 @@ def update_mask(paths: Sequence[str], allowed: Sequence[str]) -> set[str]:
             )
         chosen.add(path)
     return chosen
+
+
+MAX_TOKEN_QUOTA_PER_MINUTE = 1_000_000
+
+
+def token_quota(value: int) -> int:
+    """0 (no quota) or a positive number of tokens per minute."""
+    if not 0 <= value <= MAX_TOKEN_QUOTA_PER_MINUTE:
+        raise InvalidField(
+            "token_quota_per_minute", f"must be 0 (no quota) to {MAX_TOKEN_QUOTA_PER_MINUTE}"
+        )
+    return value

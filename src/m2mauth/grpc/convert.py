@@ -47,6 +47,7 @@ def application(app: models.Application) -> resources_pb2.Application:
         scopes=list(app.scopes),
         audiences=list(app.audiences),
         token_ttl_seconds=app.token_ttl_seconds,
+        token_quota_per_minute=app.token_quota_per_minute,
         enabled=app.enabled,
         create_time=timestamp(app.created_at),
         update_time=timestamp(app.updated_at),

@@ -39,6 +39,8 @@ STATUS_CODES: dict[type[errors.DomainError], grpc.StatusCode] = {
     errors.InvalidTarget: grpc.StatusCode.INVALID_ARGUMENT,
     errors.UnauthorizedClient: grpc.StatusCode.PERMISSION_DENIED,
     errors.StoreUnavailable: grpc.StatusCode.UNAVAILABLE,
+    errors.RateLimited: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    errors.QuotaExceeded: grpc.StatusCode.RESOURCE_EXHAUSTED,
 }
 
 
@@ -77,7 +79,17 @@ def domain_status(exc: errors.DomainError) -> status_pb2.Status:
     field = getattr(exc, "field", None)
     if code != grpc.StatusCode.INVALID_ARGUMENT:
         field = None
-    return to_status(code, exc.message, exc.reason, field, exc.metadata)
+    status = to_status(code, exc.message, exc.reason, field, exc.metadata)
+    if isinstance(exc, errors.RateLimited):
+        # AIP-193: RetryInfo says when to retry, QuotaFailure what was exhausted.
+        retry = error_details_pb2.RetryInfo()
+        retry.retry_delay.seconds = exc.retry_after_seconds
+        violation = error_details_pb2.QuotaFailure.Violation(
+            subject=exc.subject, description=exc.description
+        )
+        status.details.append(_pack(retry))
+        status.details.append(_pack(error_details_pb2.QuotaFailure(violations=[violation])))
+    return status
 
 
 def abort(context: grpc.ServicerContext, status: status_pb2.Status) -> NoReturn:

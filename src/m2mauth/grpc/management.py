@@ -114,6 +114,7 @@ def _fields(a: resources_pb2.Application) -> ApplicationFields:
         scopes=list(a.scopes),
         audiences=list(a.audiences),
         token_ttl_seconds=a.token_ttl_seconds,
+        token_quota_per_minute=a.token_quota_per_minute,
         enabled=_enabled(a),
     )
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 from google.protobuf import json_format
@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from m2mauth.client_address import Network, client_address
 from m2mauth.core.echo import shown
 from m2mauth.core.registry import SUPPORTED
 from m2mauth.http import forms
@@ -44,6 +45,9 @@ def _error_response(err: OAuthError, *, basic: bool = False, bearer: bool = Fals
         headers["WWW-Authenticate"] = f'Bearer realm="{REALM}", error="invalid_token"'
     elif err.status == 503:
         headers["Retry-After"] = "1"
+    if err.retry_after is not None:
+        # RFC 6585 section 4: 429 says how long to wait.
+        headers["Retry-After"] = str(err.retry_after)
     return JSONResponse(
         {"error": err.error, "error_description": err.description},
         status_code=err.status,
@@ -54,8 +58,15 @@ def _error_response(err: OAuthError, *, basic: bool = False, bearer: bool = Fals
 class OAuthEndpoints:
     """The handlers; each parses, calls the backend once, and renders."""
 
-    def __init__(self, backend: TokenBackend, issuer: str, metrics: ShimMetrics) -> None:
+    def __init__(
+        self,
+        backend: TokenBackend,
+        issuer: str,
+        metrics: ShimMetrics,
+        trusted_proxies: Sequence[Network] = (),
+    ) -> None:
         self.backend = backend
+        self.trusted_proxies = tuple(trusted_proxies)
         self.issuer = issuer.rstrip("/")
         self.metrics = metrics
         self.document = openapi_document(self.issuer)
@@ -92,7 +103,7 @@ class OAuthEndpoints:
                 scope=form.get("scope", ""),
                 audience=form.get("resource", form.get("audience", "")),
             ),
-            source=_source(request),
+            source=self.source(request),
         )
         self.metrics.token_issued(reply.access_token)
         body: dict[str, Any] = {
@@ -115,7 +126,7 @@ class OAuthEndpoints:
                 client_secret=who.client_secret,
             ),
             who.admin_key,
-            source=_source(request),
+            source=self.source(request),
         )
         return JSONResponse(introspection_json(reply), headers=NO_STORE)
 
@@ -130,7 +141,7 @@ class OAuthEndpoints:
                 client_secret=who.client_secret,
             ),
             who.admin_key,
-            source=_source(request),
+            source=self.source(request),
         )
         # RFC 7009 section 2.2: 200, and the client ignores the body.
         return Response(status_code=200, headers=NO_STORE)
@@ -164,6 +175,12 @@ class OAuthEndpoints:
         }
         return JSONResponse(document, headers={"Cache-Control": "public, max-age=300"})
 
+    def source(self, request: Request) -> str:
+        """The caller's address, for throttling and the audit log: the socket's,
+        or what trusted proxies forwarded (see m2mauth.client_address)."""
+        peer = request.client.host if request.client is not None else ""
+        return client_address(peer, request.headers.get("x-forwarded-for"), self.trusted_proxies)
+
     async def healthz(self, request: Request) -> Response:
         return PlainTextResponse("ok\n")
 
@@ -179,11 +196,6 @@ class OAuthEndpoints:
         return JSONResponse(self.document)
 
 
-def _source(request: Request) -> str:
-    """The caller's address as the socket saw it, for the audit log."""
-    return request.client.host if request.client is not None else ""
-
-
 def _token_param(form: dict[str, str]) -> str:
     if "token" not in form:
         raise invalid_request("the token parameter is required")
@@ -191,9 +203,13 @@ def _token_param(form: dict[str, str]) -> str:
 
 
 def create_http_app(
-    backend: TokenBackend, issuer: str, metrics: ShimMetrics | None = None
+    backend: TokenBackend,
+    issuer: str,
+    metrics: ShimMetrics | None = None,
+    *,
+    trusted_proxies: Sequence[Network] = (),
 ) -> Starlette:
-    e = OAuthEndpoints(backend, issuer, metrics or ShimMetrics())
+    e = OAuthEndpoints(backend, issuer, metrics or ShimMetrics(), trusted_proxies)
     routes = [
         Route("/oauth2/token", e.observed("token", e.token), methods=["POST"]),
         Route(

@@ -55,12 +55,18 @@ class TokenBackend(Protocol):
 def error_from_status(status: status_pb2.Status | None) -> OAuthError:
     if status is None:
         return unavailable()
+    reason = "INTERNAL"
+    retry_after: int | None = None
     for detail in status.details:
         if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
             info = error_details_pb2.ErrorInfo()
             detail.Unpack(info)
-            return from_reason(info.reason, status.message)
-    return from_reason("INTERNAL", status.message)
+            reason = info.reason
+        elif detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
+            retry = error_details_pb2.RetryInfo()
+            detail.Unpack(retry)
+            retry_after = max(1, retry.retry_delay.seconds + (retry.retry_delay.nanos > 0))
+    return from_reason(reason, status.message, retry_after)
 
 
 def status_from_trailers(trailers: Any) -> status_pb2.Status | None:

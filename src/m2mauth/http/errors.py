@@ -16,6 +16,8 @@ class OAuthError(Exception):
     status: int
     error: str
     description: str
+    # Seconds for a Retry-After header (RFC 9110 section 10.2.3), when known.
+    retry_after: int | None = None
 
     def __str__(self) -> str:
         return f"{self.error}: {self.description}"
@@ -34,6 +36,9 @@ HTTP_ERRORS: dict[str, tuple[int, str]] = {
     "UNAUTHORIZED_CLIENT": (400, "unauthorized_client"),  # RFC 7009 section 2.2.1
     "PERMISSION_DENIED": (400, "unauthorized_client"),
     "STORE_UNAVAILABLE": (503, "temporarily_unavailable"),
+    # RFC 6585 section 4. RFC 6749 has no code for it; these name the cause.
+    "RATE_LIMITED": (429, "rate_limited"),
+    "TOKEN_QUOTA_EXCEEDED": (429, "quota_exceeded"),
     # Management-plane reasons cannot come from the token endpoints; if one
     # ever does, it is our bug, and the caller learns nothing more than that.
     "NOT_FOUND": (500, "server_error"),
@@ -46,7 +51,7 @@ HTTP_ERRORS: dict[str, tuple[int, str]] = {
 SERVER_ERROR = (500, "server_error")
 
 
-def from_reason(reason: str, message: str) -> OAuthError:
+def from_reason(reason: str, message: str, retry_after: int | None = None) -> OAuthError:
     status, code = HTTP_ERRORS.get(reason, SERVER_ERROR)
     if status >= 500:
         message = (
@@ -54,7 +59,7 @@ def from_reason(reason: str, message: str) -> OAuthError:
             if status == 503
             else "internal error"
         )
-    return OAuthError(status, code, message)
+    return OAuthError(status, code, message, retry_after if status == 429 else None)
 
 
 def unavailable() -> OAuthError:

@@ -67,6 +67,9 @@ def start_http_server(
         app,
         log_level=log_level.lower(),
         access_log=False,
+        # The client's address is the socket's unless --trusted-proxies says
+        # otherwise (m2mauth.client_address); uvicorn would trust 127.0.0.1.
+        proxy_headers=False,
         timeout_graceful_shutdown=int(grace) or None,
         lifespan="on",
     )

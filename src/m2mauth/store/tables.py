@@ -167,6 +167,7 @@ applications = Table(
     Column("created_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
     Column("tokens_revoked_before", UtcDateTime, nullable=True),
+    Column("token_quota_per_minute", Integer, nullable=False),
     UniqueConstraint("client_id"),
     # Listing one organization's applications in id order.
     Index(None, "organization_id", "id"),

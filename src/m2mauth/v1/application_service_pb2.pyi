@@ -198,7 +198,8 @@ class UpdateApplicationRequest(_message.Message):
     @_builtins.property
     def update_mask(self) -> _field_mask_pb2.FieldMask:
         """Required. Fields to change: any of "name", "description", "scopes",
-        "audiences", "token_ttl_seconds", "enabled", or "*" for all of them.
+        "audiences", "token_ttl_seconds", "token_quota_per_minute", "enabled", or
+        "*" for all of them.
         "organization_id" and output-only fields are INVALID_ARGUMENT.
         """
 

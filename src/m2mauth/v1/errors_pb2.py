@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17m2mauth/v1/errors.proto\x12\nm2mauth.v1*\xd4\x04\n\x0b\x45rrorReason\x12\x1c\n\x18\x45RROR_REASON_UNSPECIFIED\x10\x00\x12\x1e\n\x1a\x45RROR_REASON_INVALID_FIELD\x10\x01\x12#\n\x1f\x45RROR_REASON_INVALID_PAGE_TOKEN\x10\x02\x12\x1a\n\x16\x45RROR_REASON_NOT_FOUND\x10\x03\x12\x1f\n\x1b\x45RROR_REASON_ALREADY_EXISTS\x10\x04\x12$\n ERROR_REASON_FAILED_PRECONDITION\x10\x05\x12%\n!ERROR_REASON_SECRET_LIMIT_REACHED\x10\x06\x12\"\n\x1e\x45RROR_REASON_ADMIN_KEY_INVALID\x10\x07\x12\"\n\x1e\x45RROR_REASON_PERMISSION_DENIED\x10\x08\x12\x1f\n\x1b\x45RROR_REASON_INVALID_CLIENT\x10\t\x12\'\n#ERROR_REASON_UNSUPPORTED_GRANT_TYPE\x10\n\x12\x1e\n\x1a\x45RROR_REASON_INVALID_SCOPE\x10\x0b\x12\x1f\n\x1b\x45RROR_REASON_INVALID_TARGET\x10\x0c\x12 \n\x1c\x45RROR_REASON_INVALID_REQUEST\x10\r\x12$\n ERROR_REASON_UNAUTHORIZED_CLIENT\x10\x0e\x12\"\n\x1e\x45RROR_REASON_STORE_UNAVAILABLE\x10\x0f\x12\x19\n\x15\x45RROR_REASON_INTERNAL\x10\x10\x42\x8f\x01\n\x14io.github.m2mauth.v1B\x0b\x45rrorsProtoP\x01Z:github.com/m2mauth/m2mauth/clients/go/m2mauth/v1;m2mauthv1\xa2\x02\x03MMA\xaa\x02\nM2mAuth.V1\xca\x02\nM2mAuth\\V1\xea\x02\x0bM2mAuth::V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17m2mauth/v1/errors.proto\x12\nm2mauth.v1*\x9a\x05\n\x0b\x45rrorReason\x12\x1c\n\x18\x45RROR_REASON_UNSPECIFIED\x10\x00\x12\x1e\n\x1a\x45RROR_REASON_INVALID_FIELD\x10\x01\x12#\n\x1f\x45RROR_REASON_INVALID_PAGE_TOKEN\x10\x02\x12\x1a\n\x16\x45RROR_REASON_NOT_FOUND\x10\x03\x12\x1f\n\x1b\x45RROR_REASON_ALREADY_EXISTS\x10\x04\x12$\n ERROR_REASON_FAILED_PRECONDITION\x10\x05\x12%\n!ERROR_REASON_SECRET_LIMIT_REACHED\x10\x06\x12\"\n\x1e\x45RROR_REASON_ADMIN_KEY_INVALID\x10\x07\x12\"\n\x1e\x45RROR_REASON_PERMISSION_DENIED\x10\x08\x12\x1f\n\x1b\x45RROR_REASON_INVALID_CLIENT\x10\t\x12\'\n#ERROR_REASON_UNSUPPORTED_GRANT_TYPE\x10\n\x12\x1e\n\x1a\x45RROR_REASON_INVALID_SCOPE\x10\x0b\x12\x1f\n\x1b\x45RROR_REASON_INVALID_TARGET\x10\x0c\x12 \n\x1c\x45RROR_REASON_INVALID_REQUEST\x10\r\x12$\n ERROR_REASON_UNAUTHORIZED_CLIENT\x10\x0e\x12\"\n\x1e\x45RROR_REASON_STORE_UNAVAILABLE\x10\x0f\x12\x19\n\x15\x45RROR_REASON_INTERNAL\x10\x10\x12\x1d\n\x19\x45RROR_REASON_RATE_LIMITED\x10\x11\x12%\n!ERROR_REASON_TOKEN_QUOTA_EXCEEDED\x10\x12\x42\x8f\x01\n\x14io.github.m2mauth.v1B\x0b\x45rrorsProtoP\x01Z:github.com/m2mauth/m2mauth/clients/go/m2mauth/v1;m2mauthv1\xa2\x02\x03MMA\xaa\x02\nM2mAuth.V1\xca\x02\nM2mAuth\\V1\xea\x02\x0bM2mAuth::V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,5 +33,5 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\024io.github.m2mauth.v1B\013ErrorsProtoP\001Z:github.com/m2mauth/m2mauth/clients/go/m2mauth/v1;m2mauthv1\242\002\003MMA\252\002\nM2mAuth.V1\312\002\nM2mAuth\\V1\352\002\013M2mAuth::V1'
   _globals['_ERRORREASON']._serialized_start=40
-  _globals['_ERRORREASON']._serialized_end=636
+  _globals['_ERRORREASON']._serialized_end=706
 # @@protoc_insertion_point(module_scope)

@@ -82,6 +82,16 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """
     ERROR_REASON_INTERNAL: _ErrorReason.ValueType  # 16
     """An unexpected server error (INTERNAL). Details are in the server log."""
+    ERROR_REASON_RATE_LIMITED: _ErrorReason.ValueType  # 17
+    """Too many failed authentications from this caller (one client from one
+    address, or one address) lately (RESOURCE_EXHAUSTED, with RetryInfo and
+    QuotaFailure). HTTP 429 with Retry-After. Retry after the delay given.
+    """
+    ERROR_REASON_TOKEN_QUOTA_EXCEEDED: _ErrorReason.ValueType  # 18
+    """The application's tokens-per-minute quota is used up (RESOURCE_EXHAUSTED,
+    with RetryInfo and QuotaFailure; HTTP 429 with Retry-After). Cache tokens
+    until they expire rather than asking for one per call.
+    """
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """ErrorReason is the catalogue of `google.rpc.ErrorInfo.reason` values that
@@ -159,4 +169,14 @@ backoff; nothing was written.
 """
 ERROR_REASON_INTERNAL: ErrorReason.ValueType  # 16
 """An unexpected server error (INTERNAL). Details are in the server log."""
+ERROR_REASON_RATE_LIMITED: ErrorReason.ValueType  # 17
+"""Too many failed authentications from this caller (one client from one
+address, or one address) lately (RESOURCE_EXHAUSTED, with RetryInfo and
+QuotaFailure). HTTP 429 with Retry-After. Retry after the delay given.
+"""
+ERROR_REASON_TOKEN_QUOTA_EXCEEDED: ErrorReason.ValueType  # 18
+"""The application's tokens-per-minute quota is used up (RESOURCE_EXHAUSTED,
+with RetryInfo and QuotaFailure; HTTP 429 with Retry-After). Cache tokens
+until they expire rather than asking for one per call.
+"""
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015

@@ -212,6 +212,7 @@ class Application(_message.Message):
     ENABLED_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
+    TOKEN_QUOTA_PER_MINUTE_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """OUTPUT_ONLY. Opaque, sortable id, "app_" followed by 26 characters."""
     client_id: _builtins.str
@@ -232,6 +233,11 @@ class Application(_message.Message):
     enabled: _builtins.bool
     """Whether the application may obtain tokens and its tokens introspect as
     active. Default true on create.
+    """
+    token_quota_per_minute: _builtins.int
+    """At most this many tokens per minute (UTC minutes); the next is refused
+    with RESOURCE_EXHAUSTED / HTTP 429 until the minute ends. 0 means no
+    quota (the default); at most 1000000.
     """
     @_builtins.property
     def scopes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
@@ -269,10 +275,11 @@ class Application(_message.Message):
         enabled: _builtins.bool | None = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
+        token_quota_per_minute: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_enabled", b"_enabled", "create_time", b"create_time", "enabled", b"enabled", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_enabled", b"_enabled", "audiences", b"audiences", "client_id", b"client_id", "create_time", b"create_time", "description", b"description", "enabled", b"enabled", "id", b"id", "name", b"name", "organization_id", b"organization_id", "scopes", b"scopes", "token_ttl_seconds", b"token_ttl_seconds", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_enabled", b"_enabled", "audiences", b"audiences", "client_id", b"client_id", "create_time", b"create_time", "description", b"description", "enabled", b"enabled", "id", b"id", "name", b"name", "organization_id", b"organization_id", "scopes", b"scopes", "token_quota_per_minute", b"token_quota_per_minute", "token_ttl_seconds", b"token_ttl_seconds", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__enabled: _TypeAlias = _typing.Literal["enabled"]  # noqa: Y015
     _WhichOneofArgType__enabled: _TypeAlias = _typing.Literal["_enabled", b"_enabled"]  # noqa: Y015

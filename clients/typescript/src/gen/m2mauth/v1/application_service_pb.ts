@@ -183,7 +183,8 @@ export type UpdateApplicationRequest = Message<"m2mauth.v1.UpdateApplicationRequ
 
   /**
    * Required. Fields to change: any of "name", "description", "scopes",
-   * "audiences", "token_ttl_seconds", "enabled", or "*" for all of them.
+   * "audiences", "token_ttl_seconds", "token_quota_per_minute", "enabled", or
+   * "*" for all of them.
    * "organization_id" and output-only fields are INVALID_ARGUMENT.
    *
    * @generated from field: google.protobuf.FieldMask update_mask = 2;
