@@ -185,7 +185,7 @@ def test_serve_refuses_an_unmigrated_database(workdir: Path) -> None:
         M2MAUTH_ROOT_KEY="A" * 43 + "=",
     )
     result = subprocess.run(
-        [*M2MAUTH, "serve", "--grpc-port", "0"],
+        [*M2MAUTH, "serve", "--grpc-port", "0", "--http-port", "0"],
         cwd=workdir,
         capture_output=True,
         text=True,
