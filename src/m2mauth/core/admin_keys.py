@@ -65,8 +65,13 @@ class AdminKeys:
 
     def authenticate(self, presented: str | None) -> Principal:
         """Map a presented key to its principal or raise AdminKeyInvalid."""
-        if not presented or not presented.startswith(ADMIN_KEY_PREFIX):
+        if not presented:
             raise AdminKeyInvalid("an admin key is required: authorization: Bearer <admin key>")
+        # A key was given: saying "required" would send its owner looking for a missing one.
+        if not presented.startswith(ADMIN_KEY_PREFIX):
+            raise AdminKeyInvalid(
+                f"the admin key is not valid: admin keys start with {ADMIN_KEY_PREFIX}"
+            )
         if len(presented) > MAX_CREDENTIAL_LENGTH:
             raise AdminKeyInvalid("the admin key is not valid")
         with self._store.reading() as uow:
