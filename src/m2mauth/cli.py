@@ -85,9 +85,24 @@ def _settings(options: dict[str, Any]) -> Settings:
     return Settings(**options).with_defaults()
 
 
-def _fail(message: str) -> NoReturn:
-    click.echo(f"m2mauth: {message}", err=True)
-    sys.exit(2)
+def _fail(message: str, code: int = 2) -> NoReturn:
+    """End a local command (serve, migrate, admin-key) with one line on stderr: the
+    cause and the fix. Exit 2: a setting to fix; 3: the database did not answer."""
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def _store_failure(exc: Exception, settings: Settings, doing: str) -> NoReturn:
+    """One line for a store that failed under a local command; never a traceback."""
+    from sqlalchemy.exc import DBAPIError
+
+    from m2mauth.core.errors import StoreUnavailable
+    from m2mauth.startup import unreachable
+
+    if isinstance(exc, DBAPIError | StoreUnavailable):
+        failure = unreachable(exc, settings.database_url)
+        _fail(f"{doing}: {failure}", failure.code)
+    _fail(f"{doing}: {exc}")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -137,7 +152,7 @@ def migrate(**options: Any) -> None:
     try:
         store.migrate()
     except Exception as exc:  # any driver error: say it in one line, no traceback
-        _fail(f"migration failed: {exc}")
+        _store_failure(exc, settings, "migration failed")
     finally:
         store.close()
     click.echo("database migrated")
@@ -165,6 +180,7 @@ def admin_key_create(organization_id: str | None, **options: Any) -> None:
       m2mauth admin-key create --organization org_01J... --database-url ...
     """
     from m2mauth.bootstrap import bootstrap, load_root_key
+    from m2mauth.core.errors import StoreUnavailable
     from m2mauth.store import UnsupportedDatabaseUrl, open_store
 
     settings = _settings(options)
@@ -180,10 +196,12 @@ def admin_key_create(organization_id: str | None, **options: Any) -> None:
         root, _ = load_root_key(settings)
         app = bootstrap(settings, store=store, root_key=root)
         key, plaintext = app.admin_keys.create(organization_id)
+    except StoreUnavailable as exc:
+        _store_failure(exc, settings, "cannot create an admin key")
     except DomainError as exc:
         _fail(exc.message)
-    except Exception as exc:  # schema or root-key problems: one line, no traceback
-        _fail(str(exc))
+    except Exception as exc:  # schema, root-key or driver problems: one line, no traceback
+        _store_failure(exc, settings, "cannot create an admin key")
     finally:
         store.close()
     scope = f"organization {organization_id}" if organization_id else "the environment"
@@ -213,7 +231,7 @@ def serve(**options: Any) -> None:
     settings = _settings(options)
     problems = settings.problems()
     if problems:
-        _fail("\n  ".join(["cannot start:", *problems]))
+        _fail(f"cannot start: {'; '.join(problems)}")
     logs.configure(settings.log_level, settings.log_format)
     if settings.dev:
         _prepare_sqlite_dir(settings)
