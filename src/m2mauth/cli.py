@@ -949,7 +949,9 @@ def keys_rotate(algorithm: str | None, out: Output, conn: Connection) -> None:
     """Rotate: NEXT starts signing, CURRENT becomes PREVIOUS, a new NEXT is published.
 
     Verifiers that cache the JWKS already hold the NEXT key, so rotation needs
-    no downtime.
+    no downtime. Prints every published key with its state afterwards: the
+    PREVIOUS key still verifies the tokens it signed (-o json: the new CURRENT
+    and NEXT only).
 
     \b
     Example:
@@ -965,10 +967,15 @@ def keys_rotate(algorithm: str | None, out: Output, conn: Connection) -> None:
         request.algorithm = res.SigningAlgorithm.Value(f"SIGNING_ALGORITHM_{algorithm.upper()}")
     with open_session(conn) as s:
         reply = s.call(s.keys.RotateSigningKey, request)
-    if out.format == "json":
-        echo_json(to_dict(reply))
-    else:
-        show_list(out, [reply.current_key, reply.next_key], KEY_COLUMNS, "signing keys")
+        if out.format == "json":
+            echo_json(to_dict(reply))
+            return
+        # Every key still published, PREVIOUS included: the one that signed the
+        # tokens issued before this rotation, which verifiers must keep accepting.
+        published = s.collect(
+            s.keys.ListSigningKeys, key_pb.ListSigningKeysRequest(), "signing_keys", None
+        )
+    show_list(out, published, KEY_COLUMNS, "signing keys")
 
 
 # --- audit -----------------------------------------------------------------
