@@ -209,6 +209,30 @@ def admin_key_create(organization_id: str | None, **options: Any) -> None:
     click.echo(plaintext)
 
 
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+def stop_on_signals() -> threading.Event:
+    """An Event set by the first SIGTERM or SIGINT: the server then stops gracefully.
+
+    The handler runs on the main thread between two bytecodes, possibly inside
+    ``stop.set()`` itself, whose lock is not reentrant: a second Ctrl+C there
+    deadlocked the server, which then ignored every signal but SIGKILL. So the
+    first signal hands both back to their default action before setting the
+    Event, and a second one ends the process at once.
+    """
+    stop = threading.Event()
+
+    def request_stop(*_: object) -> None:
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, signal.SIG_DFL)
+        stop.set()
+
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, request_stop)
+    return stop
+
+
 def _prepare_sqlite_dir(settings: Settings) -> None:
     prefix = "sqlite:///"
     if settings.database_url.startswith(prefix):
@@ -235,9 +259,7 @@ def serve(**options: Any) -> None:
     logs.configure(settings.log_level, settings.log_format)
     if settings.dev:
         _prepare_sqlite_dir(settings)
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+    stop = stop_on_signals()
     sys.exit(run(settings, stop, echo=click.echo))
 
 
@@ -269,9 +291,7 @@ def serve_http(upstream: str, **options: Any) -> None:
 
     settings = Settings(**options)
     logs.configure(settings.log_level, settings.log_format)
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+    stop = stop_on_signals()
     sys.exit(
         run_http_edge(
             upstream,
