@@ -9,8 +9,10 @@ a green run that silently skipped PostgreSQL would prove half as much.
 
 from __future__ import annotations
 
+import errno
 import os
 import secrets
+import socket
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -20,6 +22,7 @@ import pytest
 from sqlalchemy import URL, Engine, create_engine, make_url, text
 from sqlalchemy.exc import SQLAlchemyError
 
+from m2mauth.config import Settings
 from m2mauth.store.engine import normalize_url
 from m2mauth.store.schema import migrate
 from m2mauth.store.sql import SqlStore
@@ -29,6 +32,34 @@ POSTGRES_ENV = "M2MAUTH_TEST_POSTGRES_URL"
 POSTGRES_SKIPPED = f"PostgreSQL suite SKIPPED ({POSTGRES_ENV} not set / unreachable)"
 # Set by CI (.ci/run): there, a PostgreSQL suite that cannot run is a failure.
 REQUIRE_ENV = "M2MAUTH_REQUIRE_POSTGRES"
+
+
+# The ports `make run` serves on. The README puts `make run` and `make test` side by
+# side, so every test must bind port 0 (or a free port) for every listener.
+DEFAULT_PORTS = {"gRPC": Settings().grpc_port, "OAuth HTTP": Settings().http_port}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _default_ports_held() -> Iterator[None]:
+    """Listen on the default ports for the whole run, as a `make run` beside it would:
+    a test that binds one of them fails here, not only on a developer's machine.
+    A port already taken (by `make run` itself, say) is left to whoever holds it."""
+    held = []
+    for port in DEFAULT_PORTS.values():
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+            sock.listen(1)
+        except OSError as exc:
+            sock.close()
+            if exc.errno != errno.EADDRINUSE:
+                raise
+            continue
+        held.append(sock)
+    yield
+    for sock in held:
+        sock.close()
 
 
 def _skip_postgres(reason: str) -> NoReturn:

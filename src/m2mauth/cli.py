@@ -87,9 +87,24 @@ def _settings(options: dict[str, Any]) -> Settings:
     return Settings(**options).with_defaults()
 
 
-def _fail(message: str) -> NoReturn:
-    click.echo(f"m2mauth: {message}", err=True)
-    sys.exit(2)
+def _fail(message: str, code: int = 2) -> NoReturn:
+    """End a local command (serve, migrate, admin-key) with one line on stderr: the
+    cause and the fix. Exit 2: a setting to fix; 3: the database did not answer."""
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def _store_failure(exc: Exception, settings: Settings, doing: str) -> NoReturn:
+    """One line for a store that failed under a local command; never a traceback."""
+    from sqlalchemy.exc import DBAPIError
+
+    from m2mauth.core.errors import StoreUnavailable
+    from m2mauth.startup import unreachable
+
+    if isinstance(exc, DBAPIError | StoreUnavailable):
+        failure = unreachable(exc, settings.database_url)
+        _fail(f"{doing}: {failure}", failure.code)
+    _fail(f"{doing}: {exc}")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -142,7 +157,7 @@ def migrate(**options: Any) -> None:
     try:
         store.migrate()
     except Exception as exc:  # any driver error: say it in one line, no traceback
-        _fail(f"migration failed: {exc}")
+        _store_failure(exc, settings, "migration failed")
     finally:
         store.close()
     click.echo("database migrated")
@@ -178,6 +193,7 @@ def admin_key_create(organization_id: str | None, name: str, role: str, **option
       m2mauth admin-key create --organization org_01J... --database-url ...
     """
     from m2mauth.bootstrap import bootstrap, load_root_key
+    from m2mauth.core.errors import StoreUnavailable
     from m2mauth.store import UnsupportedDatabaseUrl, open_store
 
     settings = _settings(options)
@@ -198,10 +214,12 @@ def admin_key_create(organization_id: str | None, name: str, role: str, **option
         key, plaintext = app.admin_keys.create_local(
             organization_id, name=name, role=AdminKeyRole(role)
         )
+    except StoreUnavailable as exc:
+        _store_failure(exc, settings, "cannot create an admin key")
     except DomainError as exc:
         _fail(exc.message)
-    except Exception as exc:  # schema or root-key problems: one line, no traceback
-        _fail(str(exc))
+    except Exception as exc:  # schema, root-key or driver problems: one line, no traceback
+        _store_failure(exc, settings, "cannot create an admin key")
     finally:
         store.close()
     scope = f"organization {organization_id}" if organization_id else "the environment"
@@ -220,6 +238,30 @@ def _refuse_memory(settings: Settings, command: str) -> None:
             f"{command} on memory:// would change nothing that lasts: its data lives in the "
             "serving process (serve --dev --database-url memory:// prints its first admin key)"
         )
+
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+def stop_on_signals() -> threading.Event:
+    """An Event set by the first SIGTERM or SIGINT: the server then stops gracefully.
+
+    The handler runs on the main thread between two bytecodes, possibly inside
+    ``stop.set()`` itself, whose lock is not reentrant: a second Ctrl+C there
+    deadlocked the server, which then ignored every signal but SIGKILL. So the
+    first signal hands both back to their default action before setting the
+    Event, and a second one ends the process at once.
+    """
+    stop = threading.Event()
+
+    def request_stop(*_: object) -> None:
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, signal.SIG_DFL)
+        stop.set()
+
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, request_stop)
+    return stop
 
 
 def _prepare_sqlite_dir(settings: Settings) -> None:
@@ -244,13 +286,11 @@ def serve(**options: Any) -> None:
     settings = _settings(options)
     problems = settings.problems()
     if problems:
-        _fail("\n  ".join(["cannot start:", *problems]))
+        _fail(f"cannot start: {'; '.join(problems)}")
     logs.configure(settings.log_level, settings.log_format)
     if settings.dev:
         _prepare_sqlite_dir(settings)
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+    stop = stop_on_signals()
     sys.exit(run(settings, stop, echo=click.echo))
 
 
@@ -282,9 +322,7 @@ def serve_http(upstream: str, **options: Any) -> None:
 
     settings = Settings(**options)
     logs.configure(settings.log_level, settings.log_format)
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+    stop = stop_on_signals()
     sys.exit(
         run_http_edge(
             upstream,
@@ -1019,7 +1057,9 @@ def keys_rotate(algorithm: str | None, out: Output, conn: Connection) -> None:
     """Rotate: NEXT starts signing, CURRENT becomes PREVIOUS, a new NEXT is published.
 
     Verifiers that cache the JWKS already hold the NEXT key, so rotation needs
-    no downtime.
+    no downtime. Prints every published key with its state afterwards: the
+    PREVIOUS key still verifies the tokens it signed (-o json: the new CURRENT
+    and NEXT only).
 
     \b
     Example:
@@ -1035,10 +1075,15 @@ def keys_rotate(algorithm: str | None, out: Output, conn: Connection) -> None:
         request.algorithm = res.SigningAlgorithm.Value(f"SIGNING_ALGORITHM_{algorithm.upper()}")
     with open_session(conn) as s:
         reply = s.call(s.keys.RotateSigningKey, request)
-    if out.format == "json":
-        echo_json(to_dict(reply))
-    else:
-        show_list(out, [reply.current_key, reply.next_key], KEY_COLUMNS, "signing keys")
+        if out.format == "json":
+            echo_json(to_dict(reply))
+            return
+        # Every key still published, PREVIOUS included: the one that signed the
+        # tokens issued before this rotation, which verifiers must keep accepting.
+        published = s.collect(
+            s.keys.ListSigningKeys, key_pb.ListSigningKeysRequest(), "signing_keys", None
+        )
+    show_list(out, published, KEY_COLUMNS, "signing keys")
 
 
 # --- audit -----------------------------------------------------------------

@@ -32,8 +32,19 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
+def _not_alembic_chatter(record: logging.LogRecord) -> bool:
+    # Alembic names its dialect ("Context impl SQLiteImpl.", "Will assume ...") each
+    # time the schema is read, at every start: noise around the line that matters.
+    # What it runs ("Running upgrade ...") is kept.
+    return not (
+        record.name == "alembic.runtime.migration"
+        and str(record.msg).startswith(("Context impl", "Will assume"))
+    )
+
+
 def configure(level: str, fmt: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(_not_alembic_chatter)
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:

@@ -6,16 +6,25 @@ from __future__ import annotations
 import dataclasses
 import logging
 import socket
+import sys
 import threading
 from collections.abc import Callable
 from typing import Any
 
 from m2mauth.bootstrap import App
 from m2mauth.config import Settings
+from m2mauth.database_urls import redact
 from m2mauth.http.app import create_http_app
 from m2mauth.http.backend import GrpcBackend
 from m2mauth.http.server import bind, start_http_server
-from m2mauth.startup import Prepared, StartupError, prepare, prepare_app, start_serving
+from m2mauth.startup import (
+    Prepared,
+    StartupError,
+    prepare,
+    prepare_app,
+    start_serving,
+    unbindable,
+)
 from m2mauth.workers import serve_workers
 
 log = logging.getLogger("m2mauth")
@@ -24,22 +33,28 @@ Echo = Callable[[str], None]
 
 
 def run(settings: Settings, stop: threading.Event, echo: Echo = print) -> int:
-    """Serve until ``stop`` is set; return the process exit code."""
+    """Serve until ``stop`` is set; return the process exit code.
+
+    A failure to start is one line on stderr that names the cause and the fix.
+    """
     many = settings.processes > 1
     reserved: list[socket.socket] = []
     try:
-        try:
-            # Bound first: with --http-port 0 the default issuer needs the real port.
-            # With several processes the parent only reserves the ports (bound, not
-            # listening); each worker binds them again with SO_REUSEPORT.
-            http = bind(settings.http_host, settings.http_port, listen=not many, reuse_port=many)
-            reserved.append(http)
-            if many:
-                reserved.append(
-                    bind(settings.grpc_host, settings.grpc_port, listen=False, reuse_port=True)
-                )
-        except OSError as exc:
-            raise StartupError(f"cannot bind: {exc}", 2) from None
+        # Bound first: with --http-port 0 the default issuer needs the real port.
+        # With several processes the parent only reserves the ports (bound, not
+        # listening); each worker binds them again with SO_REUSEPORT.
+        http_address = (settings.http_host, settings.http_port)
+        reserved.append(_bind_or_explain("OAuth HTTP", "http", *http_address, many=many))
+        grpc_address = (settings.grpc_host, settings.grpc_port)
+        grpc_probe = _bind_or_explain("gRPC", "grpc", *grpc_address, many=many, listen=False)
+        if many:
+            reserved.append(grpc_probe)
+        else:
+            # One process: grpcio binds the port itself and, when it cannot, says only
+            # "Failed to bind" after the store is opened. Asking first gives the reason
+            # before any work is done.
+            grpc_probe.close()
+        http = reserved[0]
         settings = _resolve_ports(settings, reserved)
         if many:
             prepared = prepare(settings)
@@ -48,11 +63,27 @@ def run(settings: Settings, stop: threading.Event, echo: Echo = print) -> int:
         app, prepared = prepare_app(settings)
         return serve_in_process(prepared, app, http, stop, echo)
     except StartupError as exc:
-        echo(f"m2mauth: cannot start: {exc}")
+        _to_stderr(f"error: cannot start: {exc}")
         return exc.code
     finally:
         for sock in reserved:
             sock.close()
+
+
+def _to_stderr(line: str) -> None:
+    print(line, file=sys.stderr)
+
+
+def _bind_or_explain(
+    what: str, flag: str, host: str, port: int, *, many: bool, listen: bool = True
+) -> socket.socket:
+    """Bind host:port, or raise the StartupError that names the port and the flag
+    that moves it. With ``many`` processes the port is only reserved (SO_REUSEPORT,
+    not listening)."""
+    try:
+        return bind(host, port, listen=listen and not many, reuse_port=many)
+    except OSError as exc:
+        raise unbindable(what, flag, host, port, exc) from None
 
 
 def _resolve_ports(settings: Settings, reserved: list[socket.socket]) -> Settings:
@@ -94,7 +125,7 @@ def _banner(prepared: Prepared, urls: tuple[str, str], echo: Echo) -> None:
             "processes": settings.processes,
         },
     )
-    echo(f"m2mauth is serving gRPC on {target} (store: {_redact(settings.database_url)})")
+    echo(f"m2mauth is serving gRPC on {target} (store: {redact(settings.database_url)})")
     echo(f"OAuth over HTTP on {http_url} (issuer {settings.issuer})")
     if settings.processes > 1:
         echo(f"{settings.processes} processes share these ports")
@@ -107,16 +138,6 @@ def _banner(prepared: Prepared, urls: tuple[str, str], echo: Echo) -> None:
         echo("Send it as gRPC metadata `authorization: Bearer $M2MAUTH_ADMIN_KEY`.")
         echo("Next: create an organization, an application and a client secret; see README.md.")
     echo("Press Ctrl+C to stop.")
-
-
-def _redact(url: str) -> str:
-    """Hide a password in a database URL before printing it."""
-    scheme, sep, rest = url.partition("://")
-    if "@" in rest:
-        creds, _, host = rest.rpartition("@")
-        user = creds.split(":", 1)[0]
-        return f"{scheme}{sep}{user}:***@{host}" if ":" in creds else url
-    return url
 
 
 def run_http_edge(
@@ -136,8 +157,9 @@ def run_http_edge(
     try:
         sock = bind(host, port)
     except OSError as exc:
-        echo(f"m2mauth: cannot start: HTTP {host}:{port}: {exc}")
-        return 2
+        failure = unbindable("OAuth HTTP", "http", host, port, exc)
+        _to_stderr(f"error: cannot start: {failure}")
+        return failure.code
     url = f"http://{host}:{sock.getsockname()[1]}"
     http_server = start_http_server(
         create_http_app(GrpcBackend(upstream), issuer or url), sock, grace=grace

@@ -6,6 +6,7 @@ Used by ``serve`` in one process and by each worker of ``serve --processes N``.
 
 from __future__ import annotations
 
+import errno
 import logging
 import socket
 from collections.abc import Callable
@@ -18,6 +19,7 @@ from m2mauth.client_address import parse_networks
 from m2mauth.config import Settings
 from m2mauth.core.errors import StoreUnavailable
 from m2mauth.core.signing_keys import SigningKeyError
+from m2mauth.database_urls import redact
 from m2mauth.grpc.server import GrpcServer, create_server
 from m2mauth.http.app import create_http_app
 from m2mauth.http.metrics import ShimMetrics
@@ -29,16 +31,61 @@ from m2mauth.store.schema import SchemaError
 log = logging.getLogger("m2mauth")
 
 
+EXIT_BAD_SETTINGS = 2  # a setting, a port, the schema or the root key: the operator fixes it
+EXIT_UNREACHABLE = 3  # the database did not answer
+
+
 class StartupError(Exception):
-    """The server cannot start; ``code`` is the process exit code."""
+    """The server cannot start; ``code`` is the process exit code.
+
+    The message is one line that names the cause and the fix: the CLI prints it
+    as it is, after "error: cannot start: ".
+    """
 
     def __init__(self, message: str, code: int) -> None:
         super().__init__(message)
         self.code = code
 
 
-def unreachable(exc: Exception) -> StartupError:
-    return StartupError(f"the database is unreachable: {exc.__cause__ or exc}", 3)
+def one_line(text: str) -> str:
+    """A driver's message on one line. psycopg puts its hint after a newline and a
+    tab; SQLAlchemy appends a link to its own documentation, which says nothing
+    about this database."""
+    text = text.split("(Background on this error at:", 1)[0]
+    return "; ".join(" ".join(line.split()) for line in text.splitlines() if line.strip())
+
+
+def driver_message(exc: BaseException) -> str:
+    """What the database driver said, without the wrappers' prefixes."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, DBAPIError):
+            return one_line(str(cause.orig))
+        cause = cause.__cause__
+    return one_line(str(exc))
+
+
+def unreachable(exc: BaseException, url: str) -> StartupError:
+    return StartupError(
+        f"the database at {redact(url)} is unreachable ({driver_message(exc)}): "
+        "check --database-url / M2MAUTH_DATABASE_URL and that the database server is running",
+        EXIT_UNREACHABLE,
+    )
+
+
+def unbindable(what: str, flag: str, host: str, port: int, exc: OSError | None) -> StartupError:
+    """The one line for an address that cannot be bound: which port, and the flag that
+    moves it. ``what`` is "gRPC" or "OAuth HTTP"; ``flag`` is "grpc" or "http"."""
+    address = f"{host}:{port}"
+    if exc is None or exc.errno == errno.EADDRINUSE:
+        # exc None: grpcio says only that it failed; the probe in serve.run has ruled
+        # out the common case by then, so this is a port taken in between.
+        cause = f"the {what} port {address} is already in use (by another m2mauth?)"
+        fix = f"stop what holds it, or pass --{flag}-port PORT (0 picks a free one)"
+    else:
+        cause = f"cannot listen for {what} on {address} ({exc.strerror or exc})"
+        fix = f"check --{flag}-host and --{flag}-port"
+    return StartupError(f"{cause}: {fix}", EXIT_BAD_SETTINGS)
 
 
 @dataclass(frozen=True)
@@ -61,17 +108,18 @@ def prepare_app(settings: Settings, *, pool_size: int | None = None) -> tuple[Ap
     try:
         store = open_store(settings.database_url, pool_size=pool_size or 2 * settings.workers + 2)
     except UnsupportedDatabaseUrl as exc:
-        raise StartupError(str(exc), 2) from None
+        raise StartupError(f"--database-url: {exc}", EXIT_BAD_SETTINGS) from None
     except DBAPIError as exc:
-        raise unreachable(exc) from None
+        raise unreachable(exc, settings.database_url) from None
     try:
         if settings.dev:
             store.migrate()
         store.check_schema()
         try:
+            # load_root_key warns, wherever it is called, when it creates one.
             root, _ = load_root_key(settings)
         except (OSError, ValueError) as exc:
-            raise StartupError(f"root key: {exc}", 2) from None
+            raise StartupError(f"root key: {exc}", EXIT_BAD_SETTINGS) from None
         app = bootstrap(settings, store=store, root_key=root)
         app.owns_store = True
         # Signing keys exist before any worker serves (workers racing to create
@@ -83,9 +131,9 @@ def prepare_app(settings: Settings, *, pool_size: int | None = None) -> tuple[Ap
         store.close()
         if isinstance(exc, SchemaError | SigningKeyError):
             # SigningKeyError: a signing key this root key cannot decrypt (the wrong root key).
-            raise StartupError(str(exc), 2) from None
+            raise StartupError(str(exc), EXIT_BAD_SETTINGS) from None
         if isinstance(exc, StoreUnavailable | DBAPIError):
-            raise unreachable(exc) from None
+            raise unreachable(exc, settings.database_url) from None
         raise
 
 
@@ -123,14 +171,17 @@ def start_serving(
     grpc_server: GrpcServer | None = None
     try:
         app.start()
-        grpc_server = create_server(
-            app.servicers,
-            app.store.ping,
-            settings.grpc_host,
-            settings.grpc_port,
-            workers=settings.workers,
-            reuse_port=reuse_port,
-        )
+        try:
+            grpc_server = create_server(
+                app.servicers,
+                app.store.ping,
+                settings.grpc_host,
+                settings.grpc_port,
+                workers=settings.workers,
+                reuse_port=reuse_port,
+            )
+        except RuntimeError:  # grpcio's "Failed to bind to address": it says no more
+            raise unbindable("gRPC", "grpc", settings.grpc_host, settings.grpc_port, None) from None
         http_server = start_http_server(
             create_http_app(
                 app.http_backend,
@@ -147,13 +198,7 @@ def start_serving(
             grpc_server.stop(0)
         app.close()
         if isinstance(exc, StoreUnavailable):
-            raise unreachable(exc) from None
-        if isinstance(exc, RuntimeError | OSError) and "bind" in str(exc).lower():
-            raise StartupError(
-                f"cannot listen for gRPC on {settings.grpc_host}:{settings.grpc_port}: "
-                "the port is taken; choose another with --grpc-port",
-                2,
-            ) from None
+            raise unreachable(exc, settings.database_url) from None
         raise
 
     def stop() -> None:

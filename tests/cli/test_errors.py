@@ -66,6 +66,15 @@ def test_a_wrong_admin_key_is_an_error_from_the_server(cli: Cli) -> None:
     assert cli.ok("orgs", "list", "--admin-key", cli.admin_key, M2MAUTH_ADMIN_KEY="nope")
 
 
+def test_a_malformed_admin_key_is_called_invalid_not_missing(cli: Cli) -> None:
+    line = cli.fails(1, "orgs", "list", M2MAUTH_ADMIN_KEY="nope")
+    assert line == (
+        "error: the admin key is not valid: admin keys start with m2m_ak_ (ADMIN_KEY_INVALID); "
+        "check M2MAUTH_ADMIN_KEY or --admin-key: the server does not know this key "
+        "(`m2mauth admin-key create` makes one)"
+    )
+
+
 @pytest.mark.parametrize(
     "args",
     [

@@ -115,10 +115,21 @@ def test_keys_list_and_rotate(cli: Cli, app: App) -> None:
     assert "d" not in keys[0]["public_key"]  # public members only
     next_id = next(k["id"] for k in keys if k["state"] == "SIGNING_KEY_STATE_NEXT")
 
+    current_id = next(k["id"] for k in keys if k["state"] == "SIGNING_KEY_STATE_CURRENT")
     rotated = cli.json("keys", "rotate")
     assert set(rotated) == {"current_key", "next_key"}
     assert rotated["current_key"]["id"] == next_id
     assert rotated["next_key"]["state"] == "SIGNING_KEY_STATE_NEXT"
+
+    # Rotating again, the table shows every published key: the keys that signed
+    # the earlier tokens (the first CURRENT, then the key the JSON rotation made
+    # CURRENT) as PREVIOUS, beside the new CURRENT and NEXT.
+    shown = cli.ok("keys", "rotate").stdout.splitlines()
+    assert shown[0].split()[:3] == ["ID", "ALGORITHM", "STATE"]
+    rows = [(line.split()[2], line.split()[0]) for line in shown[1:]]
+    assert [state for state, _ in rows] == ["NEXT", "CURRENT", "PREVIOUS", "PREVIOUS"]
+    assert rows[1][1] == rotated["next_key"]["id"]
+    assert {key_id for _, key_id in rows[2:]} == {next_id, current_id}
 
     table = cli.ok("keys", "list").stdout.splitlines()
     assert table[0].split() == [

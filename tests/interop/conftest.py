@@ -10,6 +10,7 @@ can only wait for by moving time on the server (never in the client).
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import shutil
 import subprocess
@@ -18,7 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import jwt
 import pytest
@@ -35,11 +36,11 @@ from m2mauth.store.sql import SqlStore
 from tests.grpc.conftest import make_settings, start_server
 from tests.http.conftest import BACKENDS, Shim, running_shim, shim_settings
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 NODE_DIR = Path(__file__).resolve().parent / "node"
-NODE_PACKAGES = (
-    "openid-client",
-    "jose",
+REPO_ROOT = Path(__file__).resolve().parents[2]
+NODE_PACKAGES = ("openid-client", "jose")
+# The TypeScript client's toolchain and runtime: the root workspace (make test runs npm ci).
+CLIENT_PACKAGES = (
     "typescript",
     "@bufbuild/protobuf",
     "@connectrpc/connect",
@@ -148,32 +149,91 @@ def verify_access_token(shim: Shim, token: str, org_id: str, client_id: str) -> 
 # --- Node ---------------------------------------------------------------------------
 
 
-def node_executable() -> str:
-    """``node``, with the pinned packages installed, or a failure saying how to get them.
+# CI (.ci/run) requires the Node clients; elsewhere a machine without Node.js skips
+# them, loudly (see pytest_terminal_summary below).
+REQUIRE_NODE_ENV = "M2MAUTH_REQUIRE_NODE"
+NODE_SKIPPED = "Node interop tests SKIPPED"
+_node_ready: dict[str, str] = {}
 
-    A failure, not a skip: a green run that silently left out the Node clients
-    would prove less than it says.
-    """
-    node = shutil.which("node")
-    if node is None:
-        pytest.fail("node is not on PATH: install Node.js 20 to run the interop tests")
-    pinned = json.loads((REPO_ROOT / "package.json").read_text())["devDependencies"]
-    client = json.loads((REPO_ROOT / "clients/typescript/package.json").read_text())
-    pinned = {**client["dependencies"], **client["devDependencies"], **pinned}
+
+def _node_required() -> bool:
+    return os.environ.get(REQUIRE_NODE_ENV) == "1" or os.environ.get("CI") == "true"
+
+
+def _node_missing(reason: str) -> NoReturn:
+    if _node_required():
+        pytest.fail(f"{reason} (required in CI)", pytrace=False)
+    pytest.skip(f"{NODE_SKIPPED}: {reason}")
+
+
+def _install_problems() -> list[str]:
+    """How tests/interop/node/node_modules differs from the pins in its package.json."""
+    pinned = json.loads((NODE_DIR / "package.json").read_text())["devDependencies"]
     problems = []
     for package in NODE_PACKAGES:
+        manifest = NODE_DIR / "node_modules" / package / "package.json"
+        if not manifest.is_file():
+            problems.append(f"{package} is not installed")
+        elif (installed := json.loads(manifest.read_text())["version"]) != pinned[package]:
+            problems.append(f"{package} is {installed}, package.json pins {pinned[package]}")
+    return problems
+
+
+def node_executable() -> str:
+    """``node``, with the pinned clients installed (by ``npm ci`` in tests/interop/node,
+    the first time a test needs them), or a skip that says so (a failure in CI)."""
+    if "node" in _node_ready:
+        return _node_ready["node"]
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if node is None or npm is None:
+        _node_missing("node and npm are not on PATH: install Node.js 20 to run them")
+    if _install_problems():
+        # Here, not in `make test`: the clients are 1 MB, and only these tests need them.
+        print(f"\ninstalling the Node clients of the interop tests: npm ci in {NODE_DIR.name}/")
+        done = subprocess.run(
+            [npm, "ci", "--no-audit", "--no-fund"],
+            cwd=NODE_DIR,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        if done.returncode != 0:
+            last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+            pytest.fail(f"npm ci in tests/interop/node failed: {last}", pytrace=False)
+    if problems := _install_problems():
+        pytest.fail(f"tests/interop/node: {'; '.join(problems)} after npm ci", pytrace=False)
+    _node_ready["node"] = node
+    return node
+
+
+def typescript_client_node() -> str:
+    """``node`` with the root workspace's packages for the TypeScript client, which
+    `make test` installs (npm ci at the root); a loud skip without them (CI: a failure)."""
+    node = node_executable()
+    root = json.loads((REPO_ROOT / "package.json").read_text())["devDependencies"]
+    client = json.loads((REPO_ROOT / "clients/typescript/package.json").read_text())
+    pinned = {**client["dependencies"], **client["devDependencies"], **root}
+    problems = []
+    for package in CLIENT_PACKAGES:
         manifest = REPO_ROOT / "node_modules" / package / "package.json"
         if not manifest.is_file():
             problems.append(f"{package} is not installed")
         elif (installed := json.loads(manifest.read_text())["version"]) != pinned[package]:
             problems.append(f"{package} is {installed}, package.json pins {pinned[package]}")
     if problems:
-        pytest.fail(
-            f"node_modules: {'; '.join(problems)}: run `npm ci` at the repository root "
-            "(`make test` does it)",
-            pytrace=False,
-        )
+        _node_missing(f"node_modules: {'; '.join(problems)}: run `npm ci` (make test does it)")
     return node
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    skipped = [
+        report
+        for report in terminalreporter.stats.get("skipped", [])
+        if NODE_SKIPPED in str(getattr(report, "longrepr", ""))
+    ]
+    if skipped:
+        terminalreporter.write_sep("!", f"{NODE_SKIPPED}: {len(skipped)} tests", red=True)
 
 
 def run_node(script: str, payload: dict[str, Any]) -> dict[str, Any]:
@@ -186,7 +246,7 @@ def run_node(script: str, payload: dict[str, Any]) -> dict[str, Any]:
         capture_output=True,
         text=True,
         timeout=NODE_TIMEOUT_SECONDS,
-        cwd=REPO_ROOT,
+        cwd=NODE_DIR,
         check=False,
     )
     assert completed.returncode == 0, (

@@ -20,7 +20,7 @@ from tests.interop.conftest import (
     NODE_TIMEOUT_SECONDS,
     REPO_ROOT,
     GrpcEndpoint,
-    node_executable,
+    typescript_client_node,
 )
 
 PACKAGE = REPO_ROOT / "clients" / "typescript"
@@ -29,7 +29,7 @@ PACKAGE = REPO_ROOT / "clients" / "typescript"
 @pytest.fixture(scope="session")
 def compiled_client() -> Path:
     """tsc -p clients/typescript: the package and its example, type-checked, in dist/."""
-    node = node_executable()
+    node = typescript_client_node()
     completed = subprocess.run(
         [node, str(REPO_ROOT / "node_modules/typescript/bin/tsc"), "-p", str(PACKAGE)],
         capture_output=True,
@@ -49,7 +49,7 @@ def run_flow(script: Path, endpoint: GrpcEndpoint) -> dict[str, Any]:
         "M2MAUTH_ISSUER": endpoint.issuer,
     }
     completed = subprocess.run(
-        [node_executable(), str(script)],
+        [typescript_client_node(), str(script)],
         capture_output=True,
         text=True,
         timeout=NODE_TIMEOUT_SECONDS,

@@ -193,10 +193,15 @@ def test_another_organizations_resource_is_403(rsa_key: SigningKey, base_url: st
     assert http_call(f"{base_url}/orgs/{ORG_ID}/projects", token=token).status == 200
     reply = http_call(f"{base_url}/orgs/{OTHER_ORG_ID}/projects", token=token)
     assert reply.status == 403
-    assert "www-authenticate" not in reply.headers
+    # RFC 6750 section 3.1: a valid token without the privilege is insufficient_scope.
     assert reply.body == {
-        "error_description": "the token's organization may not access this resource"
+        "error": "insufficient_scope",
+        "error_description": "the token's organization may not access this resource",
     }
+    assert reply.headers["www-authenticate"] == (
+        'Bearer realm="probe", error="insufficient_scope", '
+        'error_description="the token\'s organization may not access this resource"'
+    )
 
 
 def test_public_paths_need_no_token_and_see_none(rsa_key: SigningKey, base_url: str) -> None:

@@ -95,8 +95,20 @@ def test_another_organization_is_denied(rsa_key: SigningKey, api: ExampleApi) ->
     assert grpc_code(caught.value) == grpc.StatusCode.PERMISSION_DENIED
 
     url = f"{api.http}/v1/organizations/{OTHER_ORG_ID}/projects"
-    assert http_call(url, token=token).status == 403
-    assert http_call(url, token=token, method="POST", json_body={"name": "x"}).status == 403
+    for reply in (
+        http_call(url, token=token),
+        http_call(url, token=token, method="POST", json_body={"name": "x"}),
+    ):
+        # RFC 6750 section 3.1: the body and the challenge both say insufficient_scope.
+        assert reply.status == 403
+        assert reply.body == {
+            "error": "insufficient_scope",
+            "error_description": "the token's organization may not access this resource",
+        }
+        assert reply.headers["www-authenticate"].startswith(
+            'Bearer realm="projects", error="insufficient_scope", error_description="'
+        )
+        assert reply.headers["cache-control"] == "no-store"
     assert [p.name for p in api.store.list(OTHER_ORG_ID)] == ["theirs"]
 
 

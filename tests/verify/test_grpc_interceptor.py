@@ -269,10 +269,12 @@ def test_another_organizations_resource_is_permission_denied(
     assert sync_client.call("Owned", {"org_id": ORG_ID}, token=token) == {"org_id": ORG_ID}
     with pytest.raises(grpc.RpcError) as caught:
         sync_client.call("Owned", {"org_id": OTHER_ORG_ID}, token=token)
+    # The same challenge as over HTTP (RFC 6750 section 3.1), in trailing metadata.
     assert refusal(caught.value) == (
         grpc.StatusCode.PERMISSION_DENIED,
         "the token's organization may not access this resource",
-        None,
+        'Bearer realm="probe", error="insufficient_scope", '
+        'error_description="the token\'s organization may not access this resource"',
     )
 
 
@@ -520,7 +522,8 @@ def test_aio_refusals(
     assert org == (
         grpc.StatusCode.PERMISSION_DENIED,
         "the token's organization may not access this resource",
-        None,
+        'Bearer realm="probe", error="insufficient_scope", '
+        'error_description="the token\'s organization may not access this resource"',
     )
     assert stream[0] == grpc.StatusCode.UNAUTHENTICATED
 

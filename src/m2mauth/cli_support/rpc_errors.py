@@ -22,8 +22,8 @@ DOMAIN = "m2mauth"
 
 # What to do, for the reasons where the server's message does not already say.
 HINTS: dict[str, str] = {
-    "ADMIN_KEY_INVALID": "set M2MAUTH_ADMIN_KEY or pass --admin-key "
-    "(`m2mauth admin-key create` makes one)",
+    "ADMIN_KEY_INVALID": "check M2MAUTH_ADMIN_KEY or --admin-key: the server does not "
+    "know this key (`m2mauth admin-key create` makes one)",
     "PERMISSION_DENIED": "this needs an environment admin key, not one scoped to an organization",
     "INVALID_CLIENT": "check the client id and secret (M2MAUTH_CLIENT_ID, "
     "M2MAUTH_CLIENT_SECRET) and that the application and its organization are enabled",

@@ -256,12 +256,13 @@ class AdminKeys:
         """
         if not presented:
             raise AdminKeyInvalid(_REQUIRED)
-        if not presented.startswith(ADMIN_KEY_PREFIX) or len(presented) > MAX_CREDENTIAL_LENGTH:
+        # A key was given: saying "required" would send its owner looking for a missing one.
+        if not presented.startswith(ADMIN_KEY_PREFIX):
             self._failed(presented, "malformed", source)
-            raise AdminKeyInvalid(
-                f"{_NOT_VALID}: admin keys start with {ADMIN_KEY_PREFIX!r} "
-                "(a client secret or token is not an admin key)"
-            )
+            raise AdminKeyInvalid(f"{_NOT_VALID}: admin keys start with {ADMIN_KEY_PREFIX}")
+        if len(presented) > MAX_CREDENTIAL_LENGTH:
+            self._failed(presented, "malformed", source)
+            raise AdminKeyInvalid(_NOT_VALID)
         with self._store.reading() as uow:
             key = uow.get_admin_key_by_hash(self._hasher.hash(presented))
             org = (

@@ -7,7 +7,7 @@ are not accepted). A refused request gets, per RFC 6750 section 3:
 * 401 with ``WWW-Authenticate: Bearer error="invalid_token"`` (no error code when
   there was no token at all, section 3.1),
 * 400 ``error="invalid_request"`` for two Authorization headers,
-* 403 for a valid token that lacks a scope (``error="insufficient_scope"``,
+* 403 ``error="insufficient_scope"`` for a valid token that lacks a scope (with
   ``scope="..."``) or reaches into another organization,
 * 503 with ``Retry-After`` when keys or introspection are unreachable,
 

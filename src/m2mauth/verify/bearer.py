@@ -42,7 +42,8 @@ def www_authenticate(error: TokenError, realm: str | None = None) -> str | None:
     """The ``WWW-Authenticate`` challenge for ``error``, or None when none belongs.
 
     401s always get one (RFC 7235 section 3.1); a 403 gets one only for
-    insufficient_scope (RFC 6750 section 3.1); an outage (503) gets none.
+    insufficient_scope (RFC 6750 section 3.1: a missing scope or another
+    organization's resource); an outage (503) gets none.
     """
     if isinstance(error, VerifierUnavailable) or (
         isinstance(error, AccessDenied) and error.error_code is None

@@ -60,7 +60,15 @@ class InsufficientScope(AccessDenied):
 
 
 class WrongOrganization(AccessDenied):
-    """The resource belongs to another organization than the token's ``org_id``."""
+    """The resource belongs to another organization than the token's ``org_id``.
+
+    RFC 6750 section 3.1 has one code for a valid token that may not do this:
+    insufficient_scope, "the request requires higher privileges than provided by
+    the access token". Without it a client sees a bare 403 that no OAuth library
+    can tell from a proxy's refusal.
+    """
+
+    error_code: ClassVar[str | None] = "insufficient_scope"
 
     def __init__(self) -> None:
         super().__init__("the token's organization may not access this resource")
