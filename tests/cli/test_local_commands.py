@@ -36,6 +36,6 @@ def test_a_local_command_fails_in_one_line(args: list[str], expected: str) -> No
     result = run_cli(args)
     assert result.exit_code == 2, (result.stdout, result.stderr)
     [line] = result.stderr.splitlines()
-    assert line.startswith("m2mauth: ")
+    assert line.startswith("error: ")
     assert expected in line
     assert "hunter2" not in result.stderr

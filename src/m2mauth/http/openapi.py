@@ -19,8 +19,19 @@ _ERROR = {
 def _errors(*codes: int) -> dict[str, Any]:
     return {
         str(code): {
-            "description": "An OAuth error (RFC 6749 section 5.2).",
+            "description": (
+                "Too many failed authentications from this caller, or the application's "
+                "token quota is used up (rate_limited, quota_exceeded; RFC 6585 section 4). "
+                "Retry-After says when to retry."
+                if code == 429
+                else "An OAuth error (RFC 6749 section 5.2)."
+            ),
             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+            **(
+                {"headers": {"Retry-After": {"schema": {"type": "integer", "minimum": 1}}}}
+                if code == 429
+                else {}
+            ),
         }
         for code in codes
     }
@@ -93,7 +104,7 @@ def openapi_document(issuer: str) -> dict[str, Any]:
                                 }
                             },
                         },
-                        **_errors(400, 401, 405, 413, 503),
+                        **_errors(400, 401, 405, 413, 429, 503),
                     },
                 }
             },
@@ -112,7 +123,7 @@ def openapi_document(issuer: str) -> dict[str, Any]:
                                 }
                             },
                         },
-                        **_errors(400, 401, 405, 413, 503),
+                        **_errors(400, 401, 405, 413, 429, 503),
                     },
                 }
             },
@@ -124,7 +135,7 @@ def openapi_document(issuer: str) -> dict[str, Any]:
                     "requestBody": _form(_TOKEN_FIELDS, ["token"]),
                     "responses": {
                         "200": {"description": "Revoked, or the token was not valid anyway."},
-                        **_errors(400, 401, 405, 413, 503),
+                        **_errors(400, 401, 405, 413, 429, 503),
                     },
                 }
             },
