@@ -247,7 +247,13 @@ class Run:
         print(f"\n== {backend}, {algorithm}: fresh database, server starting", flush=True)
         with (
             _database(backend, self.settings, tmp, algorithm) as url,
-            running_server(url, algorithm, tmp, processes=self.processes) as server,
+            running_server(
+                url,
+                algorithm,
+                tmp,
+                processes=self.processes,
+                extra_args=self.settings.server_args,
+            ) as server,
         ):
             try:
                 client = provision(server)

@@ -168,6 +168,7 @@ def running_server(
     log_dir: Path,
     *,
     processes: int | None,
+    extra_args: tuple[str, ...] = (),
 ) -> Iterator[RunningServer]:
     """Migrate ``database_url``, create an admin key, serve, and stop on exit."""
     exe = m2mauth_executable()
@@ -200,6 +201,7 @@ def running_server(
     ]
     if processes is not None:
         command += ["--processes", str(processes)]
+    command += list(extra_args)
     log_path = log_dir / f"serve-{algorithm}-{secrets.token_hex(3)}.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(  # noqa: S603 - our own executable

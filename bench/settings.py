@@ -43,6 +43,8 @@ class BenchSettings:
     processes: int  # --processes for the server, when it has that option
     grpc_client_processes: int  # load-generator processes at the highest concurrency
     only: tuple[str, ...]  # run only the cases whose name contains one of these
+    # Extra `serve` arguments, e.g. "--rate-limit-url redis://127.0.0.1:6379/0".
+    server_args: tuple[str, ...]
     output: Path
 
     @classmethod
@@ -66,6 +68,7 @@ class BenchSettings:
             processes=_env_int("BENCH_PROCESSES", cores),
             grpc_client_processes=_env_int("BENCH_GRPC_CLIENT_PROCESSES", max(1, cores // 2)),
             only=_env_list("BENCH_ONLY", ()),
+            server_args=tuple(os.environ.get("BENCH_SERVER_ARGS", "").split()),
             output=Path(os.environ.get("BENCH_OUTPUT") or DEFAULT_OUTPUT),
         )
 

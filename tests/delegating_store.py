@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from contextlib import AbstractContextManager
 
-from m2mauth.core.interfaces import Store, UnitOfWork
+from m2mauth.core.changes import ChangeFeed
+from m2mauth.core.interfaces import Listener, Store, UnitOfWork
 
 
 class DelegatingStore:
@@ -26,6 +27,9 @@ class DelegatingStore:
 
     def check_schema(self) -> None:
         self.inner.check_schema()
+
+    def listen(self, feed: ChangeFeed) -> Listener:
+        return self.inner.listen(feed)
 
     def close(self) -> None:
         self.inner.close()

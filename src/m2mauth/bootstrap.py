@@ -14,6 +14,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from functools import cached_property
 from pathlib import Path
 
@@ -22,10 +23,11 @@ from m2mauth.config import Settings
 from m2mauth.core.admin_keys import AdminKeys
 from m2mauth.core.applications import Applications
 from m2mauth.core.audit import AuditReader, AuditRetention
+from m2mauth.core.changes import ChangeFeed, Freshness
 from m2mauth.core.clock import Clock, utc_now
 from m2mauth.core.credentials import CredentialHasher
 from m2mauth.core.failures import FailedAttempts, fingerprinter
-from m2mauth.core.interfaces import Store
+from m2mauth.core.interfaces import Listener, Store
 from m2mauth.core.organizations import Organizations
 from m2mauth.core.pagination import PageTokenCodec
 from m2mauth.core.policy import DEFAULT_CLIENT_CACHE_TTL_SECONDS, TokenPolicy
@@ -75,6 +77,8 @@ class App:
     tokens: TokenComponents
     # Throttling and quota counters: this process's, or Redis's.
     counters: Counters
+    # Delivers other processes' changes to the caches (core/changes.py).
+    changes: Listener
     background: BackgroundJobs
     # Whether close() closes the store (bootstrap opened it).
     owns_store: bool = False
@@ -84,6 +88,7 @@ class App:
         """Ensure signing keys exist (raises if the store or root key is wrong), then
         start the background jobs."""
         self.tokens.ring.ensure_keys()
+        self.changes.start()
         self.background.start()
 
     def close(self) -> None:
@@ -92,6 +97,7 @@ class App:
             return
         self._closed = True
         self.background.close()
+        self.changes.close()
         try:
             self.tokens.flush(final=True)
             self.admin_keys.usage.flush()
@@ -118,6 +124,19 @@ class App:
         return InProcessBackend(
             self.servicers.tokens, self.store.ping, threads=self.settings.workers
         )
+
+
+CHANGE_LOG_KEPT = timedelta(hours=1)
+
+
+def _purger(store: Store, clock: Clock) -> Callable[[], object]:
+    """Forget announced changes every listener has long had (see core/changes.py)."""
+
+    def purge() -> int:
+        with store.unit_of_work() as uow:
+            return uow.purge_changes(clock() - CHANGE_LOG_KEPT)
+
+    return purge
 
 
 def _allowance(per_minute: int) -> Allowance | None:
@@ -206,6 +225,8 @@ def bootstrap(
         per_client=_allowance(settings.auth_failures_per_client_per_minute),
         per_source=_allowance(settings.auth_failures_per_source_per_minute),
     )
+    # The caches follow the change feed: exact while it is up, bypassed while it is down.
+    freshness = Freshness()
     tokens = build_token_components(
         policy,
         store,
@@ -217,6 +238,7 @@ def bootstrap(
         fingerprint=fingerprint,
         throttle=throttle,
         quota=TokenQuota(counters),
+        freshness=freshness,
         client_cache_ttl_seconds=timing.client_cache_ttl_seconds,
         key_refresh_interval_seconds=timing.maintenance_interval,
         monotonic=timing.monotonic,
@@ -241,6 +263,7 @@ def bootstrap(
         audit=AuditReader(store, pages),
         tokens=tokens,
         counters=counters,
+        changes=store.listen(ChangeFeed(tokens.subscribers, freshness)),
         background=BackgroundJobs(
             [
                 Job(
@@ -251,7 +274,7 @@ def bootstrap(
                 Job(
                     "maintenance",
                     timing.maintenance_interval,
-                    _both(tokens.maintenance, retention.purge),
+                    _both(tokens.maintenance, _both(retention.purge, _purger(store, clock))),
                 ),
             ]
         ),

@@ -44,6 +44,8 @@ WRITES = {
     "record_admin_key_usage",
     "add_audit_event",
     "purge_audit_events",
+    "announce",
+    "purge_changes",
     "add_signing_key",
     "update_signing_key",
     "add_revoked_token",

@@ -14,6 +14,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine, inspect, text
 from sqlalchemy.exc import DBAPIError
 
+from m2mauth.core.changes import Change, Kind
 from m2mauth.core.errors import StoreUnavailable
 from m2mauth.core.interfaces import UnitOfWork
 from m2mauth.core.models import (
@@ -81,6 +82,8 @@ CALLS: dict[str, Callable[[UnitOfWork], Any]] = {
     "record_admin_key_usage": lambda u: u.record_admin_key_usage([AdminKeyUsage("ak_1", NOW)]),
     "list_daily_usage": lambda u: u.list_daily_usage("app_1", since=NOW.date()),
     "purge_audit_events": lambda u: u.purge_audit_events(NOW, limit=10),
+    "announce": lambda u: u.announce(Change(Kind.TOKEN, "tok_1")),
+    "purge_changes": lambda u: u.purge_changes(NOW),
     "count_admin_keys": lambda u: u.count_admin_keys(),
     "add_audit_event": lambda u: u.add_audit_event(AuditEvent("evt_1", NOW, "ak_1", "x")),
     "list_audit_events": lambda u: u.list_audit_events(AuditFilter(), before_id=None, limit=10),

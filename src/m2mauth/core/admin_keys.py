@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from m2mauth.core import audit, ids, validation
+from m2mauth.core.changes import Change, Kind
 from m2mauth.core.clock import Clock
 from m2mauth.core.credentials import (
     ADMIN_KEY_PREFIX,
@@ -213,6 +214,7 @@ class AdminKeys:
                 raise InvalidField("id", "the admin key is revoked; create another")
             updated = dataclasses.replace(current, **changes)  # type: ignore[arg-type]
             uow.update_admin_key(updated)
+            uow.announce(Change(Kind.ADMIN_KEY, key_id))
             uow.add_audit_event(
                 audit.event(
                     now,
@@ -235,6 +237,7 @@ class AdminKeys:
                 return current
             revoked = dataclasses.replace(current, revoked_at=now)
             uow.update_admin_key(revoked)
+            uow.announce(Change(Kind.ADMIN_KEY, key_id))
             uow.add_audit_event(
                 audit.event(
                     now,

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 from m2mauth.core import audit, defaults, ids, validation
+from m2mauth.core.changes import Change, Kind
 from m2mauth.core.clock import Clock
 from m2mauth.core.credentials import CLIENT_SECRET_PREFIX, CredentialHasher
 from m2mauth.core.errors import InvalidField, NotFound, SecretLimitReached
@@ -173,6 +174,7 @@ class Applications:
             now = self._clock()
             updated = dataclasses.replace(current, updated_at=now, **changes)  # type: ignore[arg-type]
             uow.update_application(updated)
+            uow.announce(Change(Kind.APPLICATION, app_id))
             uow.add_audit_event(
                 audit.event(
                     now,
@@ -191,6 +193,7 @@ class Applications:
         with self._store.unit_of_work() as uow:
             app = visible_application(uow, principal, app_id)
             uow.delete_application(app_id)
+            uow.announce(Change(Kind.APPLICATION, app_id))
             uow.add_audit_event(
                 audit.event(
                     self._clock(),
@@ -209,6 +212,7 @@ class Applications:
             app = visible_application(uow, principal, app_id)
             now = self._clock()
             uow.update_application(dataclasses.replace(app, tokens_revoked_before=now))
+            uow.announce(Change(Kind.APPLICATION, app_id))
             uow.add_audit_event(
                 audit.event(
                     now,
@@ -250,6 +254,7 @@ class Applications:
                     f"(maximum {self._max_secrets}); revoke one first"
                 )
             uow.add_client_secret(secret)
+            uow.announce(Change(Kind.APPLICATION, app_id))
             uow.add_audit_event(
                 audit.event(
                     now,
@@ -277,6 +282,7 @@ class Applications:
             app = visible_application(uow, principal, app_id)
             if not uow.delete_client_secret(app_id, secret_id):
                 raise NotFound("client secret", secret_id)
+            uow.announce(Change(Kind.APPLICATION, app_id))
             uow.add_audit_event(
                 audit.event(
                     self._clock(),

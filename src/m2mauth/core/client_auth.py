@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import ClassVar, NamedTuple, Protocol
 
+from m2mauth.core.changes import Change
 from m2mauth.core.errors import InvalidClient, InvalidRequest
 from m2mauth.core.models import Application, ClientSecret, Organization
 from m2mauth.core.token_request import ClientCredentials
@@ -74,6 +75,14 @@ class ClientAuthMethod(Protocol):
         """Forget what is cached about one client (or every client)."""
         ...
 
+    def changed(self, change: Change) -> None:
+        """Forget what a committed change makes stale (core/changes.py)."""
+        ...
+
+    def reset(self) -> None:
+        """Forget everything cached."""
+        ...
+
 
 class ClientAuthentication:
     """Dispatches a request's credentials to the one method that recognises them."""
@@ -108,3 +117,12 @@ class ClientAuthentication:
     def invalidate(self, client_id: str | None = None) -> None:
         for method in self._methods:
             method.invalidate(client_id)
+
+    # The change feed's subscriber for every method's cache.
+    def changed(self, change: Change) -> None:
+        for method in self._methods:
+            method.changed(change)
+
+    def reset(self) -> None:
+        for method in self._methods:
+            method.reset()

@@ -11,10 +11,12 @@ so neither the answer nor its timing tells the cases apart. A store failure is
 never an authentication failure: StoreUnavailable propagates.
 
 The hot path reads the store rarely: a successful lookup (application,
-organization, secrets) is cached per client_id for ``cache_ttl_seconds``
-(default 5 s). The bound this gives: a revoked secret, a disabled application
-or organization, or a deleted one, stops authenticating in this process at
-most ``cache_ttl_seconds`` after the change is committed. A secret expiring by
+organization, secrets) is cached per client_id. In a server the cache follows
+the change feed (:mod:`m2mauth.core.changes`): a revoked secret, a disabled or
+deleted application or organization stops authenticating in every process
+within the feed's delay, and while the feed is lost nothing is answered from
+the cache. Without a feed (tools, tests) a lookup is kept for
+``cache_ttl_seconds`` (default 5 s), which then bounds the delay. A secret expiring by
 its ``expires_at`` stops at once (checked against the clock on every call).
 A failed match is always re-checked against the store, never answered from
 the cache, so a just-created secret or a just re-enabled application works
@@ -32,6 +34,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from m2mauth.core import ids
+from m2mauth.core.changes import Change, Freshness, Kind
 from m2mauth.core.client_auth import (
     MAX_CLIENT_ID_LENGTH,
     AuthenticatedClient,
@@ -42,7 +45,11 @@ from m2mauth.core.clock import Clock
 from m2mauth.core.credentials import CredentialHasher
 from m2mauth.core.interfaces import Store
 from m2mauth.core.models import Application, ClientSecret, Organization
-from m2mauth.core.policy import DEFAULT_CLIENT_CACHE_TTL_SECONDS, TokenParts
+from m2mauth.core.policy import (
+    DEFAULT_CLIENT_CACHE_TTL_SECONDS,
+    FEED_CACHE_TTL_SECONDS,
+    TokenParts,
+)
 from m2mauth.core.token_request import ClientCredentials
 
 DEFAULT_CACHE_SIZE = 10_000
@@ -57,6 +64,7 @@ class _Lookup:
     organization: Organization | None
     secrets: tuple[ClientSecret, ...]
     expires: float  # time.monotonic()
+    epoch: int = 0  # the cache's epoch when it was read
 
 
 class ClientSecretAuth:
@@ -73,6 +81,8 @@ class ClientSecretAuth:
         cache_ttl_seconds: float = DEFAULT_CLIENT_CACHE_TTL_SECONDS,
         cache_size: int = DEFAULT_CACHE_SIZE,
         monotonic: Callable[[], float] = time.monotonic,
+        freshness: Freshness | None = None,
+        feed_cache_ttl_seconds: float = FEED_CACHE_TTL_SECONDS,
     ) -> None:
         self._store = store
         self._hasher = hasher
@@ -82,6 +92,13 @@ class ClientSecretAuth:
         self._monotonic = monotonic
         self._cache: dict[str, _Lookup] = {}
         self._lock = threading.Lock()
+        # With a change feed (core/changes.py): a lookup is kept until a change
+        # makes it stale (feed_cache_ttl_seconds is only a safety net), and not
+        # used at all while the feed is lost. Without one: cache_ttl_seconds.
+        self._freshness = freshness
+        self._feed_ttl = feed_cache_ttl_seconds
+        # Bumped by every change: a lookup read before a change is not kept after it.
+        self._epoch = 0
 
     @classmethod
     def from_parts(cls, parts: TokenParts) -> ClientSecretAuth:
@@ -91,6 +108,7 @@ class ClientSecretAuth:
             parts.clock,
             cache_ttl_seconds=parts.client_cache_ttl_seconds,
             monotonic=parts.monotonic,
+            freshness=parts.freshness,
         )
 
     def presented(self, credentials: ClientCredentials) -> bool:
@@ -128,20 +146,50 @@ class ClientSecretAuth:
     def invalidate(self, client_id: str | None = None) -> None:
         """Drop cached lookups (one client, or all)."""
         with self._lock:
+            self._epoch += 1
             if client_id is None:
                 self._cache.clear()
             else:
                 self._cache.pop(client_id, None)
 
+    # --- the change feed (core/changes.py) -----------------------------------
+    def changed(self, change: Change) -> None:
+        if change.kind not in (Kind.APPLICATION, Kind.ORGANIZATION):
+            return
+        with self._lock:
+            self._epoch += 1
+            stale = [
+                client_id
+                for client_id, lookup in self._cache.items()
+                if lookup.application is not None
+                and change.key
+                == (
+                    lookup.application.id
+                    if change.kind is Kind.APPLICATION
+                    else lookup.application.organization_id
+                )
+            ]
+            for client_id in stale:
+                del self._cache[client_id]
+
+    def reset(self) -> None:
+        self.invalidate()
+
     # --- internals ----------------------------------------------------------
     def _cached(self, client_id: str) -> _Lookup | None:
+        if self._freshness is not None and not self._freshness.healthy:
+            return None  # the feed is lost: every call reads the store
         entry = self._cache.get(client_id)
         if entry is None or entry.expires <= self._monotonic():
             return None
         return entry
 
     def _remember(self, client_id: str, lookup: _Lookup) -> None:
+        if self._freshness is not None and not self._freshness.healthy:
+            return
         with self._lock:
+            if lookup.epoch != self._epoch:
+                return  # a change arrived while it was read: it may be stale
             if len(self._cache) >= self._size and client_id not in self._cache:
                 now = self._monotonic()
                 for key in [k for k, v in self._cache.items() if v.expires <= now]:
@@ -155,11 +203,13 @@ class ClientSecretAuth:
             self._cache.pop(client_id, None)
 
     def _load(self, client_id: str) -> _Lookup:
-        expires = self._monotonic() + self._ttl
+        ttl = self._feed_ttl if self._freshness is not None else self._ttl
+        expires = self._monotonic() + ttl
+        epoch = self._epoch
         # A client_id that cannot be ours is unknown without asking the store
         # (it reveals nothing: the id grammar is public).
         if len(client_id) > MAX_CLIENT_ID_LENGTH or not ids.is_id(client_id, ids.CLIENT):
-            return _Lookup(None, None, (), expires)
+            return _Lookup(None, None, (), expires, epoch)
         with self._store.reading() as uow:
             app = uow.get_application_by_client_id(client_id)
             # An unknown client makes the same reads as a known one (with ids
@@ -169,8 +219,8 @@ class ClientSecretAuth:
             org = uow.get_organization(app.organization_id if app else _NO_ORGANIZATION)
             secrets = tuple(uow.list_client_secrets(app.id if app else _NO_APPLICATION))
         if app is None:
-            return _Lookup(None, None, (), expires)
-        return _Lookup(app, org, secrets, expires)
+            return _Lookup(None, None, (), expires, epoch)
+        return _Lookup(app, org, secrets, expires, epoch)
 
     def _check(self, lookup: _Lookup, presented: str) -> tuple[AuthenticatedClient | None, str]:
         """Compare against every live secret (constant time each, no early exit)."""

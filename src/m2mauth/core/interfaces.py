@@ -20,6 +20,7 @@ from contextlib import AbstractContextManager
 from datetime import date, datetime
 from typing import Protocol
 
+from m2mauth.core.changes import Change, ChangeFeed
 from m2mauth.core.models import (
     AdminKey,
     AdminKeyUsage,
@@ -191,7 +192,20 @@ class RevocationStore(Protocol):
         ...
 
 
+class ChangeLog(Protocol):
+    """What other processes must hear about (see core/changes.py)."""
+
+    def announce(self, change: Change) -> None:
+        """Deliver ``change`` to every process's change feed if, and only if,
+        this unit of work commits."""
+
+    def purge_changes(self, before: datetime) -> int:
+        """Forget announced changes older than this (every listener has them)."""
+        ...
+
+
 class UnitOfWork(
+    ChangeLog,
     OrganizationStore,
     ApplicationStore,
     ClientSecretStore,
@@ -223,5 +237,17 @@ class Store(Protocol):
     def check_schema(self) -> None:
         """Raise an exception naming the problem (m2mauth.store.schema.SchemaError)
         unless the schema is this version's."""
+
+    def listen(self, feed: ChangeFeed) -> Listener:
+        """A listener that delivers every committed change to ``feed`` (not started)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class Listener(Protocol):
+    """Delivers a store's committed changes to a ChangeFeed, in the background."""
+
+    def start(self) -> None: ...
 
     def close(self) -> None: ...

@@ -9,18 +9,23 @@ never says why.
 
 Cost: the JWT is checked in memory (parsed keys), then ONE indexed store read
 (``get_token_state``) decides revocation, kill switches and enabled flags.
-Nothing that revocation, a kill switch or a disabled flag changes is held
-in memory (only verified signatures are remembered, see
-:mod:`m2mauth.core.verification`), so a revocation is effective on the very
-next call, in every process. A store failure raises StoreUnavailable: it is never turned
-into ``active: false`` for a valid token, nor ``true`` for a revoked one.
+While the change feed is healthy (:mod:`m2mauth.core.changes`) that read is
+remembered per token and forgotten when a revocation, kill switch or disabled
+flag is announced, by any process, so repeated introspection costs no store
+round trip and a revocation is effective everywhere within the feed's delay
+(well under a second); while the feed is lost, every call reads the store.
+A store failure raises StoreUnavailable: it is never turned into
+``active: false`` for a valid token, nor ``true`` for a revoked one.
 """
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from datetime import datetime
 from typing import Any
 
+from m2mauth.core.changes import Change, Freshness, Kind
 from m2mauth.core.client_auth import AuthenticatedClient
 from m2mauth.core.clock import Clock
 from m2mauth.core.interfaces import Store
@@ -68,6 +73,68 @@ def is_active_state(claims: dict[str, Any], state: TokenState | None) -> bool:
     )
 
 
+class TokenStates:
+    """Introspection's one read per token, remembered while the change feed is
+    healthy and forgotten as soon as a change may have made it stale: a
+    revocation (its jti), a kill switch or disabled flag (its application or
+    organization), or a resync. Without a healthy feed it remembers nothing."""
+
+    def __init__(self, freshness: Freshness | None, *, size: int = 100_000) -> None:
+        self._freshness = freshness
+        self._size = size
+        self._states: OrderedDict[tuple[str, str], TokenState | None] = OrderedDict()
+        self._lock = threading.Lock()
+        self._epoch = 0
+
+    @property
+    def usable(self) -> bool:
+        return self._freshness is not None and self._freshness.healthy
+
+    def get(self, key: tuple[str, str]) -> tuple[bool, TokenState | None, int]:
+        """(found, state, epoch): the epoch to hand back to :meth:`put`."""
+        with self._lock:
+            epoch = self._epoch
+            if self.usable and key in self._states:
+                return True, self._states[key], epoch
+        return False, None, epoch
+
+    def put(self, key: tuple[str, str], state: TokenState | None, epoch: int) -> None:
+        with self._lock:
+            # Read before a change arrived, or while the feed was down: maybe stale.
+            if epoch != self._epoch or not self.usable:
+                return
+            self._states[key] = state
+            if len(self._states) > self._size:
+                self._states.popitem(last=False)
+
+    def changed(self, change: Change) -> None:
+        with self._lock:
+            self._epoch += 1
+            if change.kind is Kind.TOKEN:
+                stale = [k for k in self._states if k[1] == change.key]
+            elif change.kind is Kind.APPLICATION:
+                stale = [
+                    k
+                    for k, s in self._states.items()
+                    if s is not None and s.application_id == change.key
+                ]
+            elif change.kind is Kind.ORGANIZATION:
+                stale = [
+                    k
+                    for k, s in self._states.items()
+                    if s is not None and s.organization_id == change.key
+                ]
+            else:
+                return
+            for key in stale:
+                del self._states[key]
+
+    def reset(self) -> None:
+        with self._lock:
+            self._epoch += 1
+            self._states.clear()
+
+
 class Introspector:
     def __init__(
         self,
@@ -76,11 +143,13 @@ class Introspector:
         clock: Clock,
         *,
         leeway_seconds: int,
+        states: TokenStates | None = None,
     ) -> None:
         self._store = store
         self._tokens = tokens
         self._clock = clock
         self._leeway = leeway_seconds
+        self.states = states or TokenStates(None)
 
     def introspect(self, token: str, caller: Caller) -> dict[str, Any]:
         """RFC 7662 section 2.2 response: the claims if active, else exactly
@@ -97,8 +166,12 @@ class Introspector:
         # costs no read and looks exactly like an unknown one.
         if not may_see(caller, claims["client_id"], claims["org_id"]):
             return dict(INACTIVE)
-        with self._store.reading() as uow:
-            state = uow.get_token_state(claims["client_id"], claims["jti"])
+        key = (claims["client_id"], claims["jti"])
+        found, state, epoch = self.states.get(key)
+        if not found:
+            with self._store.reading() as uow:
+                state = uow.get_token_state(*key)
+            self.states.put(key, state, epoch)
         if not is_active_state(claims, state):
             return dict(INACTIVE)
         return {

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from m2mauth.core import audit, ids, validation
+from m2mauth.core.changes import Change, Kind
 from m2mauth.core.clock import Clock
 from m2mauth.core.errors import FailedPrecondition, NotFound
 from m2mauth.core.interfaces import Store, UnitOfWork
@@ -108,6 +109,7 @@ class Organizations:
             now = self._clock()
             updated = dataclasses.replace(current, updated_at=now, **changes)  # type: ignore[arg-type]
             uow.update_organization(updated)
+            uow.announce(Change(Kind.ORGANIZATION, org_id))
             uow.add_audit_event(
                 audit.event(
                     now,
@@ -132,6 +134,7 @@ class Organizations:
                     "delete them first or set force"
                 )
             uow.delete_organization(org_id)
+            uow.announce(Change(Kind.ORGANIZATION, org_id))
             uow.add_audit_event(
                 audit.event(
                     self._clock(),
@@ -150,6 +153,7 @@ class Organizations:
             current = visible_organization(uow, principal, org_id)
             now = self._clock()
             uow.update_organization(dataclasses.replace(current, tokens_revoked_before=now))
+            uow.announce(Change(Kind.ORGANIZATION, org_id))
             uow.add_audit_event(
                 audit.event(
                     now,

@@ -11,12 +11,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from m2mauth.core.changes import Freshness
 from m2mauth.core.clock import Clock
 from m2mauth.core.credentials import CredentialHasher
 from m2mauth.core.interfaces import Store
 from m2mauth.core.issuance import AccessTokens
 
 DEFAULT_CLIENT_CACHE_TTL_SECONDS = 5.0
+# With a change feed, caches are kept exact by it; this only bounds how long an
+# entry lives if a change were somehow never delivered.
+FEED_CACHE_TTL_SECONDS = 300.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,3 +57,5 @@ class TokenParts:
     tokens: AccessTokens
     client_cache_ttl_seconds: float = DEFAULT_CLIENT_CACHE_TTL_SECONDS
     monotonic: Callable[[], float] = field(default=time.monotonic)
+    # The change feed's health, when there is one (core/changes.py).
+    freshness: Freshness | None = None

@@ -22,6 +22,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from m2mauth.core import audit
+from m2mauth.core.changes import Change, Kind
 from m2mauth.core.client_auth import AuthenticatedClient
 from m2mauth.core.clock import Clock
 from m2mauth.core.errors import UnauthorizedClient
@@ -87,6 +88,7 @@ class Revoker:
                     revoked_at=now,
                 )
             )
+            uow.announce(Change(Kind.TOKEN, claims["jti"]))
             uow.add_audit_event(
                 audit.event(
                     now,

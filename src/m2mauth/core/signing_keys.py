@@ -52,6 +52,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from m2mauth.core import audit, defaults, ids
 from m2mauth.core.algorithms import DEFAULT_SIGNING_ALGORITHM, SIGNING_ALGORITHMS
 from m2mauth.core.blocking import WouldBlock, may_block
+from m2mauth.core.changes import Change, Kind
 from m2mauth.core.clock import Clock
 from m2mauth.core.interfaces import Store, UnitOfWork
 from m2mauth.core.models import SigningKey, SigningKeyState
@@ -60,6 +61,8 @@ log = logging.getLogger("m2mauth.keys")
 
 ALGORITHMS = SIGNING_ALGORITHMS
 SYSTEM_ACTOR = "system"
+# Every other process reloads its key ring when this is announced (core/changes.py).
+SIGNING_KEYS_CHANGED = Change(Kind.SIGNING_KEYS)
 DEFAULT_REFRESH_INTERVAL_SECONDS = 30.0
 # A kid we do not know triggers at most one store read per this many seconds,
 # so tokens with made-up kids cannot turn introspection into a store flood.
@@ -316,6 +319,16 @@ class SigningKeyRing:
     def _unknown_kid_refresh_due(self, view: _View) -> bool:
         return time.monotonic() - view.refreshed_at >= self._unknown_kid_refresh
 
+    # --- the change feed (core/changes.py) -----------------------------------
+    def changed(self, change: Change) -> None:
+        """Another process created, promoted or retired a key: reload at once, so
+        this process publishes every key any process may sign with."""
+        if change.kind is Kind.SIGNING_KEYS:
+            self.refresh()
+
+    def reset(self) -> None:
+        self.refresh()
+
     # --- store-backed operations -------------------------------------------
     def refresh(self) -> None:
         """Reload the key records from the store (one read); parse only new kids."""
@@ -429,6 +442,7 @@ class SigningKeyRing:
         newest = existing[0].id if existing else None
         key = new_signing_key(self._kek, algorithm, state, now, private_key, after=newest)
         uow.add_signing_key(key)
+        uow.announce(SIGNING_KEYS_CHANGED)
         uow.add_audit_event(
             audit.event(
                 now,
@@ -454,11 +468,13 @@ class SigningKeyRing:
             retire_at=self._retire_at(now),
         )
         uow.update_signing_key(demoted)
+        uow.announce(SIGNING_KEYS_CHANGED)
         return demoted
 
     def _promote(self, uow: UnitOfWork, key: SigningKey, now: datetime) -> SigningKey:
         promoted = dataclasses.replace(key, state=SigningKeyState.CURRENT, activated_at=now)
         uow.update_signing_key(promoted)
+        uow.announce(SIGNING_KEYS_CHANGED)
         return promoted
 
     def _repair(self, uow: UnitOfWork, keys: list[SigningKey], now: datetime) -> None:
@@ -529,6 +545,7 @@ class SigningKeyRing:
         for key in keys:
             if key.state is SigningKeyState.PREVIOUS and not _published(key, now):
                 uow.update_signing_key(dataclasses.replace(key, state=SigningKeyState.RETIRED))
+                uow.announce(SIGNING_KEYS_CHANGED)
                 uow.add_audit_event(
                     audit.event(now, SYSTEM_ACTOR, "signing_key.retire", target=key.id)
                 )

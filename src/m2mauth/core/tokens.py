@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from m2mauth.core import ids
+from m2mauth.core.changes import Freshness, Subscriber
 from m2mauth.core.client_auth import (
     AuthenticatedClient,
     AuthFailure,
@@ -34,7 +35,7 @@ from m2mauth.core.clock import Clock
 from m2mauth.core.credentials import CredentialHasher
 from m2mauth.core.failures import FailedAttempts, presented_actor
 from m2mauth.core.interfaces import Store
-from m2mauth.core.introspection import Caller, Introspector
+from m2mauth.core.introspection import Caller, Introspector, TokenStates
 from m2mauth.core.issuance import (
     AccessTokens,
     IssuedToken,
@@ -129,6 +130,11 @@ class TokenComponents:
     def jwks_max_age_seconds(self) -> int:
         return self.policy.jwks_max_age_seconds
 
+    @property
+    def subscribers(self) -> list[Subscriber]:
+        """What the change feed keeps exact: client lookups, token states, keys."""
+        return [self.clients, self.introspector.states, self.ring]
+
     # --- periodic work, run by the composition root ---------------------------
     def flush(self, *, final: bool = False) -> None:
         """Write coalesced usage and the failed attempts of minutes that are over
@@ -158,6 +164,7 @@ def build_token_components(
     fingerprint: Callable[[str], str],
     throttle: FailureThrottle | None = None,
     quota: TokenQuota | None = None,
+    freshness: Freshness | None = None,
     client_cache_ttl_seconds: float = DEFAULT_CLIENT_CACHE_TTL_SECONDS,
     key_refresh_interval_seconds: float = DEFAULT_REFRESH_INTERVAL_SECONDS,
     monotonic: Callable[[], float] = time.monotonic,
@@ -183,6 +190,7 @@ def build_token_components(
         tokens=AccessTokens(ring, usage, clock, issuer=policy.issuer),
         client_cache_ttl_seconds=client_cache_ttl_seconds,
         monotonic=monotonic,
+        freshness=freshness,
     )
     clients = ClientAuthentication([method.from_parts(parts) for method in CLIENT_AUTH_METHODS])
     signed = SignedTokens(ring, policy.issuer)
@@ -201,7 +209,13 @@ def build_token_components(
             throttle=throttle,
             quota=quota,
         ),
-        introspector=Introspector(store, signed, clock, leeway_seconds=policy.clock_leeway_seconds),
+        introspector=Introspector(
+            store,
+            signed,
+            clock,
+            leeway_seconds=policy.clock_leeway_seconds,
+            states=TokenStates(freshness),
+        ),
         revoker=Revoker(store, signed, clock, leeway_seconds=policy.clock_leeway_seconds),
         keys=SigningKeyAdmin(ring, pages),
         clock=clock,

@@ -21,6 +21,7 @@ from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from m2mauth.core.blocking import check_may_block
+from m2mauth.core.changes import Change, ChangeFeed
 from m2mauth.core.errors import AlreadyExists, StoreUnavailable
 from m2mauth.core.interfaces import UnitOfWork
 from m2mauth.core.models import (
@@ -97,6 +98,7 @@ class MemoryDatabase:
         self._tables = _Tables()
         self._writer = threading.Lock()
         self._writer_thread: int | None = None
+        self._feeds: list[ChangeFeed] = []
         self._published = threading.Lock()
 
     @contextmanager
@@ -126,6 +128,23 @@ class MemoryDatabase:
         """Make a unit of work's tables the committed version (writer lock held)."""
         with self._published:
             self._tables = tables
+
+    def subscribe(self, feed: ChangeFeed) -> None:
+        with self._published:
+            self._feeds.append(feed)
+
+    def unsubscribe(self, feed: ChangeFeed) -> None:
+        with self._published:
+            if feed in self._feeds:
+                self._feeds.remove(feed)
+
+    def announce(self, changes: Sequence[Change]) -> None:
+        """Deliver a committed unit of work's changes to every listening feed, as
+        PostgreSQL's NOTIFY does at commit (here synchronously, writer lock held)."""
+        with self._published:
+            feeds = list(self._feeds)
+        for feed in feeds:
+            feed.deliver(changes)
 
 
 def _utc(value: datetime) -> datetime:
@@ -237,6 +256,8 @@ class MemoryStore:
             uow.check_not_aborted()
             if changed is not None:
                 self.database.publish(changed)
+            if uow.announced:
+                self.database.announce(uow.announced)
 
     @contextmanager
     def reading(self) -> Iterator[UnitOfWork]:
@@ -259,9 +280,28 @@ class MemoryStore:
     def check_schema(self) -> None:
         """Nothing to check: the schema is the code."""
 
+    def listen(self, feed: ChangeFeed) -> MemoryListener:
+        return MemoryListener(self.database, feed)
+
     def close(self) -> None:
         """Later calls raise StoreUnavailable; the data stays in the MemoryDatabase."""
         self._closed = True
+
+
+class MemoryListener:
+    """Changes committed through any store on one MemoryDatabase, delivered at commit."""
+
+    def __init__(self, database: MemoryDatabase, feed: ChangeFeed) -> None:
+        self._database = database
+        self._feed = feed
+
+    def start(self) -> None:
+        self._database.subscribe(self._feed)
+        self._feed.connected()
+
+    def close(self) -> None:
+        self._database.unsubscribe(self._feed)
+        self._feed.disconnected()
 
 
 class _MemoryUnitOfWork:
@@ -280,6 +320,8 @@ class _MemoryUnitOfWork:
         self._writable = writable
         self._copied = False
         self._open = True
+        # Delivered to the change feeds if, and only if, this unit of work commits.
+        self.announced: list[Change] = []
         # PostgreSQL refuses every statement of a transaction after one failed
         # (and SQLite does not): the strictest, so code that swallows a store
         # error and carries on fails here, in the unit tier, too.
@@ -611,6 +653,15 @@ class _MemoryUnitOfWork:
         for event in old:
             del t.audit_events[event.id]
         return len(old)
+
+    # --- changes --------------------------------------------------------------
+    def announce(self, change: Change) -> None:
+        self._write()
+        self.announced.append(change)
+
+    def purge_changes(self, before: datetime) -> int:
+        self._write()
+        return 0  # delivered at commit: nothing is kept to purge
 
     # --- signing keys ---------------------------------------------------------
     def lock_signing_keys(self) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import (
@@ -34,8 +34,9 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql, sqlite
 
 from m2mauth.core.blocking import check_may_block
+from m2mauth.core.changes import Change, ChangeFeed
 from m2mauth.core.errors import AlreadyExists, StoreUnavailable
-from m2mauth.core.interfaces import UnitOfWork
+from m2mauth.core.interfaces import Listener, UnitOfWork
 from m2mauth.core.models import (
     AdminKey,
     AdminKeyUsage,
@@ -58,6 +59,7 @@ from m2mauth.store.tables import (
     application_daily_usage,
     applications,
     audit_events,
+    change_log,
     client_secrets,
     metadata,
     organizations,
@@ -68,11 +70,14 @@ from m2mauth.store.tables import (
 # pg_advisory_xact_lock key of lock_signing_keys: any constant no other code of
 # ours uses (schema.MIGRATION_LOCK_KEY is the only other one).
 SIGNING_KEYS_LOCK_KEY = 0x6D326D_6B657973  # "m2m" "keys"
+# The PostgreSQL NOTIFY channel of core/changes.py (payload: Change.encode()).
+CHANGES_CHANNEL = "m2mauth_changes"
 
 # The resource named in AlreadyExists, per table.
 RESOURCES = {
     organizations.name: "organization",
     applications.name: "application",
+    change_log.name: "change",
     application_daily_usage.name: "application_daily_usage",
     client_secrets.name: "client_secret",
     admin_keys.name: "admin_key",
@@ -190,6 +195,8 @@ class SqlStore:
     def __init__(self, url: str, *, pool_size: int = 10) -> None:
         self.url = url
         self._engine = create_store_engine(url, pool_size=pool_size)
+        # Feeds of this process, told of its own commits at once (see listen).
+        self._local_feeds: list[ChangeFeed] = []
         self.reads_block = self._engine.dialect.name != "sqlite"
 
     @contextmanager
@@ -197,7 +204,13 @@ class SqlStore:
         """One connection and one transaction: commit on normal exit, else roll back."""
         check_may_block()
         with _store_errors(), self._engine.begin() as connection:
-            yield _SqlUnitOfWork(connection)
+            uow = _SqlUnitOfWork(connection)
+            yield uow
+        # Committed. This process's own caches learn of its changes now, before
+        # the call returns (read your writes); other processes through the feed.
+        if uow.announced:
+            for feed in list(self._local_feeds):
+                feed.deliver(uow.announced)
 
     @contextmanager
     def reading(self) -> Iterator[UnitOfWork]:
@@ -238,6 +251,16 @@ class SqlStore:
         """Raise schema.SchemaError unless the database is migrated to this version."""
         schema.check_schema(self._engine)
 
+    def listen(self, feed: ChangeFeed) -> Listener:
+        """PostgreSQL: LISTEN on its own connection; SQLite: poll the change log."""
+        # Imported here: the listeners are only for serving processes.
+        from m2mauth.store.feed import PostgresListener, SqliteListener  # noqa: PLC0415
+
+        self._local_feeds.append(feed)
+        if self.reads_block:  # PostgreSQL
+            return PostgresListener(self.url, feed)
+        return SqliteListener(self._engine, feed)
+
     def migrate(self) -> None:
         """Apply the Alembic migrations (safe to run again, and from several processes)."""
         schema.migrate(self.url)
@@ -256,6 +279,7 @@ class _SqlUnitOfWork:
     def __init__(self, connection: Connection) -> None:
         self._connection = connection
         self._postgres = connection.dialect.name == "postgresql"
+        self.announced: list[Change] = []
 
     # --- statement helpers: every statement runs inside _store_errors ---------
     def _rows(self, statement: Executable) -> Sequence[Row[Any]]:
@@ -572,6 +596,22 @@ class _SqlUnitOfWork:
         if not oldest_ids:
             return 0
         return self._run(delete(audit_events).where(audit_events.c.id.in_(oldest_ids)))
+
+    # --- changes --------------------------------------------------------------
+    def announce(self, change: Change) -> None:
+        self.announced.append(change)
+        payload = change.encode()
+        self._run(
+            insert(change_log).values(
+                kind=change.kind.value, key=change.key, created_at=datetime.now(UTC)
+            )
+        )
+        if self._postgres:
+            # Delivered to every LISTENer when, and only if, this transaction commits.
+            self._rows(select(func.pg_notify(CHANGES_CHANNEL, payload)))
+
+    def purge_changes(self, before: datetime) -> int:
+        return self._run(delete(change_log).where(change_log.c.created_at < before))
 
     # --- signing keys ---------------------------------------------------------
     def lock_signing_keys(self) -> None:

@@ -273,3 +273,18 @@ audit_events = Table(
     Index(None, "action", "id"),
     Index(None, "actor", "id"),
 )
+
+# The transactional outbox of core/changes.py: a change is a row of the unit of
+# work that made it, so listeners see it exactly when (and if) it commits.
+# SQLite listeners poll it (after PRAGMA data_version says something was
+# committed); PostgreSQL also sends it as a NOTIFY. Purged after an hour.
+change_log = Table(
+    "change_log",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("kind", String(32), nullable=False),
+    Column("key", String(ID_LENGTH), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+)
