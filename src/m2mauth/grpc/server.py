@@ -21,6 +21,7 @@ from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_g
 from m2mauth.core.errors import StoreUnavailable
 from m2mauth.grpc.admin_key_servicer import AdminKeyServicer
 from m2mauth.grpc.key_servicer import KeyServicer
+from m2mauth.grpc.malformed import MalformedRequestInterceptor
 from m2mauth.grpc.management import ApplicationServicer, AuditServicer, OrganizationServicer
 from m2mauth.grpc.token_servicer import TokenServicer
 from m2mauth.v1 import (
@@ -183,6 +184,9 @@ def create_server(
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="grpc"),
         options=[("grpc.so_reuseport", 1 if reuse_port else 0)],
+        # Before any other interceptor: a request that does not parse is the
+        # caller's INVALID_ARGUMENT, not INTERNAL with a traceback.
+        interceptors=[MalformedRequestInterceptor()],
     )
     organization_service_pb2_grpc.add_OrganizationServiceServicer_to_server(
         servicers.organizations, server
