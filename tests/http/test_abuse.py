@@ -137,6 +137,7 @@ def test_headers_sent_a_byte_at_a_time_are_cut_off(serve: Callable[..., Served])
             received, closed = read_until_closed(sock, 10)
     assert 0.9 <= closed - opened <= 3, closed - opened
     assert received.startswith(b"HTTP/1.1 408 ")
+    assert b"x-content-type-options: nosniff" in received.lower()
     assert b'"error": "invalid_request"' in received
 
 
@@ -204,8 +205,39 @@ def test_connections_beyond_the_limit_are_refused_at_once(serve: Callable[..., S
         with served.client() as http:
             reply = http.get("/healthz")
         assert reply.status_code == 503
+        assert reply.headers["x-content-type-options"] == "nosniff"
     finally:
         for sock in held:
             sock.close()
     with served.client() as http:
         assert wait_for(lambda: http.get("/healthz").status_code == 200, 5)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [
+        ("GET", "/healthz", 200),
+        ("POST", "/oauth2/token", 400),
+        ("GET", "/oauth2/token", 405),
+        ("GET", "/nothing-here", 404),
+        ("GET", "/oauth2/jwks", 200),
+    ],
+)
+def test_responses_do_not_name_the_server_and_forbid_sniffing(
+    served: Served, method: str, path: str, status: int
+) -> None:
+    with served.client() as http:
+        reply = http.request(method, path)
+    assert reply.status_code == status
+    assert "server" not in reply.headers
+    assert reply.headers["x-content-type-options"] == "nosniff"
+    assert "date" in reply.headers  # RFC 9110 section 6.6.1: an origin server with a clock
+
+
+def test_uvicorns_own_answers_forbid_sniffing_too(served: Served) -> None:
+    with served.connect() as sock:
+        sock.sendall(b"NOT HTTP AT ALL\r\n\r\n")
+        received, _ = read_until_closed(sock, 10)
+    assert received.startswith(b"HTTP/1.1 400 ")
+    assert b"x-content-type-options: nosniff" in received.lower()
+    assert b"server:" not in received.lower()

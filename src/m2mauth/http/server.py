@@ -21,6 +21,10 @@ from m2mauth.http.connections import read_timeout_protocol
 
 log = logging.getLogger("m2mauth.http")
 
+# On every response, uvicorn's own (400, 503, 408) included: browsers must not
+# guess a type other than the one sent (an error echoing input is never HTML).
+RESPONSE_HEADERS = [("X-Content-Type-Options", "nosniff")]
+
 
 class _ThreadedServer(uvicorn.Server):
     # Signals belong to the main thread, which owns shutdown of both servers.
@@ -93,6 +97,9 @@ def start_http_server(
         # uvicorn counts the connection being served among those open: +1 makes
         # max_connections the number served at once.
         limit_concurrency=max_connections + 1,
+        # No "server: uvicorn": what runs here is nobody's business.
+        server_header=False,
+        headers=RESPONSE_HEADERS,
         lifespan="on",
     )
     server = _ThreadedServer(config)
