@@ -3,6 +3,7 @@ dawdle (slowloris), hoard connections, or probe what server this is."""
 
 from __future__ import annotations
 
+import logging
 import secrets
 import socket
 import threading
@@ -15,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
+from m2mauth import logs
 from m2mauth.bootstrap import bootstrap
 from m2mauth.http.app import create_http_app
 from m2mauth.http.backend import InProcessBackend
@@ -241,3 +243,32 @@ def test_uvicorns_own_answers_forbid_sniffing_too(served: Served) -> None:
     assert received.startswith(b"HTTP/1.1 400 ")
     assert b"x-content-type-options: nosniff" in received.lower()
     assert b"server:" not in received.lower()
+
+
+class Lines(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+def test_a_flood_of_garbage_writes_a_bounded_log(serve: Callable[..., Served]) -> None:
+    # Undo what an earlier test's default uvicorn config did (its own handler, no
+    # propagation); the server under test must route uvicorn's lines to ours again.
+    logging.getLogger("uvicorn").propagate = True
+    served = serve()
+    lines = logs.rate_limit_repeated_lines(Lines())
+    root = logging.getLogger()
+    root.addHandler(lines)
+    try:
+        for _ in range(50):
+            with served.connect() as sock:
+                sock.sendall(b"NOT HTTP AT ALL\r\n\r\n")
+                read_until_closed(sock, 10)
+    finally:
+        root.removeHandler(lines)
+    # uvicorn warns once per bad request; the server's handler lets a burst through.
+    invalid = [m for m in lines.messages if "Invalid HTTP request" in m]
+    assert len(invalid) == logs.REPEATED_LINES_BURST

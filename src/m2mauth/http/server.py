@@ -91,6 +91,9 @@ def start_http_server(
         app,
         http=read_timeout_protocol(read_timeout),
         log_level=log_level.lower(),
+        # uvicorn's loggers propagate to ours (JSON, repeated lines rate-limited)
+        # instead of getting their own stderr handler.
+        log_config=None,
         access_log=False,
         timeout_graceful_shutdown=int(grace) or None,
         timeout_keep_alive=keep_alive_timeout,
