@@ -131,3 +131,15 @@ def test_the_cases_cover_every_service() -> None:
     assert "grpc.health.v1.Health" in services
     assert len(services) == 9
     assert {path for path, *_ in CASES} >= {_path(m) for m in _methods()}
+
+
+def test_a_declared_but_unimplemented_method_is_unimplemented_without_a_traceback(
+    channel: grpc.Channel, caplog: pytest.LogCaptureFixture
+) -> None:
+    # grpc.health.v1 declares List; grpcio-health-checking's servicer leaves it to
+    # the generated base class, which raises NotImplementedError.
+    with pytest.raises(grpc.RpcError) as info:
+        channel.unary_unary("/grpc.health.v1.Health/List")(b"", timeout=10)
+    assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    assert "Health/List is not implemented" in info.value.details()
+    assert not [r for r in caplog.records if r.exc_info or r.levelno >= 40], caplog.text

@@ -9,6 +9,11 @@ a request that does not parse becomes a marker, and the wrapped behaviour
 answers the marker with INVALID_ARGUMENT and an ``ErrorInfo`` (AIP-193),
 logging nothing, as for any other malformed request. Protobuf refuses both a
 corrupt wire format and a proto3 ``string`` that is not UTF-8.
+
+The same wrapper answers a method that the proto declares but its servicer
+leaves to the generated base class (grpc.health.v1 ``Health/List``, which
+grpcio-health-checking 1.85 does not implement): the base raises
+NotImplementedError, which grpcio logged with a traceback on every call.
 """
 
 from __future__ import annotations
@@ -71,14 +76,22 @@ def _checked(requests: Iterator[Any], context: grpc.ServicerContext) -> Iterator
         yield request
 
 
-def _tolerant_handler(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+def _unimplemented(context: grpc.ServicerContext, method: str) -> None:
+    # The status grpcio gives a method it does not know, without the traceback.
+    context.abort(grpc.StatusCode.UNIMPLEMENTED, f"{method} is not implemented by this server")
+
+
+def _tolerant_handler(handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
     parse = _tolerant(handler.request_deserializer)
     serialize = handler.response_serializer
     if handler.request_streaming:
         inner = handler.stream_stream if handler.response_streaming else handler.stream_unary
 
         def streaming(requests: Iterator[Any], context: grpc.ServicerContext) -> Any:
-            return inner(_checked(requests, context), context)
+            try:
+                return inner(_checked(requests, context), context)
+            except NotImplementedError:
+                _unimplemented(context, method)
 
         if handler.response_streaming:
             return grpc.stream_stream_rpc_method_handler(streaming, parse, serialize)
@@ -89,7 +102,10 @@ def _tolerant_handler(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
     def unary(request: Any, context: grpc.ServicerContext) -> Any:
         if isinstance(request, Malformed):
             _refuse(context, request)
-        return inner(request, context)
+        try:
+            return inner(request, context)
+        except NotImplementedError:
+            _unimplemented(context, method)
 
     if handler.response_streaming:
         return grpc.unary_stream_rpc_method_handler(unary, parse, serialize)
@@ -117,7 +133,7 @@ class MalformedRequestInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
         cached = self._wrapped.get(method)
         if cached is not None and cached[0] is handler:
             return cached[1]
-        tolerant = _tolerant_handler(handler)
+        tolerant = _tolerant_handler(handler, method)
         with self._lock:
             self._wrapped[method] = (handler, tolerant)
         return tolerant
