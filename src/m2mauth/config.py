@@ -23,6 +23,14 @@ from m2mauth.ratelimit import REDIS_SCHEMES, UnsupportedRateLimitUrl
 
 DEV_DATA_DIR = Path("var")
 
+# Limits of the transports, so that abuse costs the server a bounded amount.
+# Read by grpc/server.py and http/server.py as their defaults, and by the
+# settings below: one definition each.
+MAX_CONCURRENT_RPCS = 1000
+HTTP_READ_TIMEOUT_SECONDS = 10.0
+HTTP_KEEP_ALIVE_TIMEOUT_SECONDS = 5
+HTTP_MAX_CONNECTIONS = 1000
+
 
 _HELP = "help"
 
@@ -121,6 +129,24 @@ class Settings:
         10.0, "On SIGTERM, how long in-flight calls may finish before the server stops."
     )
     workers: int = setting(8, "Threads serving gRPC calls, per process.")
+    max_concurrent_rpcs: int = setting(
+        MAX_CONCURRENT_RPCS,
+        "gRPC calls admitted at once per process, running or queued for a thread; "
+        "beyond it a call fails at once with RESOURCE_EXHAUSTED instead of queueing.",
+    )
+    http_read_timeout_seconds: float = setting(
+        HTTP_READ_TIMEOUT_SECONDS,
+        "Seconds an HTTP client has to send a whole request (headers and body) once "
+        "connected or once it starts one; a slower client is disconnected (slowloris).",
+    )
+    http_keep_alive_timeout_seconds: int = setting(
+        HTTP_KEEP_ALIVE_TIMEOUT_SECONDS,
+        "Seconds an idle keep-alive HTTP connection stays open between requests.",
+    )
+    http_max_connections: int = setting(
+        HTTP_MAX_CONNECTIONS,
+        "HTTP connections per process; beyond it requests are answered 503 at once.",
+    )
     processes: int = setting(
         1,
         "Server processes sharing the gRPC and HTTP ports (SO_REUSEPORT); set it to the "
@@ -198,6 +224,12 @@ class Settings:
             out.append("--key-rotation-interval-seconds must exceed --jwks-max-age-seconds")
         if not 0 <= self.audit_retention_days <= 36500:
             out.append("--audit-retention-days must be between 0 (keep for ever) and 36500")
+        if self.max_concurrent_rpcs < 1 or self.http_max_connections < 1:
+            out.append("--max-concurrent-rpcs and --http-max-connections must be at least 1")
+        if not 0 < self.http_read_timeout_seconds <= 3600:
+            out.append("--http-read-timeout-seconds must be above 0 and at most 3600")
+        if not 1 <= self.http_keep_alive_timeout_seconds <= 3600:
+            out.append("--http-keep-alive-timeout-seconds must be between 1 and 3600")
         if not 1 <= self.processes <= 256:
             out.append("--processes must be between 1 and 256")
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):

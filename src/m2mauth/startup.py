@@ -179,6 +179,7 @@ def start_serving(
                 settings.grpc_port,
                 workers=settings.workers,
                 reuse_port=reuse_port,
+                max_concurrent_rpcs=settings.max_concurrent_rpcs,
             )
         except RuntimeError:  # grpcio's "Failed to bind to address": it says no more
             raise unbindable("gRPC", "grpc", settings.grpc_host, settings.grpc_port, None) from None
@@ -191,6 +192,9 @@ def start_serving(
             ),
             http_socket,
             grace=settings.grace_period_seconds,
+            read_timeout=settings.http_read_timeout_seconds,
+            keep_alive_timeout=settings.http_keep_alive_timeout_seconds,
+            max_connections=settings.http_max_connections,
         )
     except BaseException as exc:
         # Whatever started is stopped: no thread, pool or port outlives a failed start.

@@ -10,6 +10,7 @@ import pytest
 from google.protobuf import field_mask_pb2
 
 from m2mauth.bootstrap import App
+from m2mauth.v1 import admin_key_service_pb2 as ak_pb
 from m2mauth.v1 import (
     application_service_pb2 as app_pb,
 )
@@ -572,3 +573,28 @@ def test_organization_key_reads_only_its_audit_events(
         metadata=bearer(org_key),
     )
     assert err.code == grpc.StatusCode.NOT_FOUND
+
+
+def test_names_with_invisible_characters_are_refused_naming_the_field(
+    stubs: Stubs, admin_key: str
+) -> None:
+    md = bearer(admin_key)
+    org = create_org(stubs, admin_key)
+    attempts = {
+        "organization.name": lambda: create_org(stubs, admin_key, name="Acme\u202eCorp"),
+        "application.name": lambda: create_app(stubs, admin_key, org.id, name="svc\u200b"),
+        "application.description": lambda: create_app(
+            stubs, admin_key, org.id, description="reads \u2066invoices\u2069"
+        ),
+        "admin_key.name": lambda: stubs.admin_keys.CreateAdminKey(
+            ak_pb.CreateAdminKeyRequest(
+                admin_key=res.AdminKey(name="ops\ufeff", role=res.ADMIN_KEY_ROLE_AUDITOR)
+            ),
+            metadata=md,
+        ),
+    }
+    for field, attempt in attempts.items():
+        err = fails(attempt)
+        assert (err.code, err.reason) == (grpc.StatusCode.INVALID_ARGUMENT, "INVALID_FIELD")
+        assert err.fields == [field]
+        assert err.message.startswith(f"{field}: must not contain invisible")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -18,6 +19,7 @@ from m2mauth.core.applications import ApplicationFields
 from m2mauth.core.errors import StoreUnavailable
 from m2mauth.core.interfaces import Store, UnitOfWork
 from m2mauth.core.models import Principal
+from m2mauth.grpc.server import create_server
 from m2mauth.store.schema import migrate
 from m2mauth.store.sql import SqlStore
 from m2mauth.v1 import organization_service_pb2 as org_pb
@@ -206,3 +208,43 @@ def test_unexpected_errors_are_internal_without_details(store: Store) -> None:
             assert "Traceback" not in err.message
     finally:
         server.stop(0)
+
+
+def test_calls_beyond_the_concurrency_limit_are_refused_at_once(container: Any) -> None:
+    server = create_server(
+        container.servicers,
+        container.store.ping,
+        "127.0.0.1",
+        0,
+        workers=4,
+        max_concurrent_rpcs=2,
+    )
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            stubs = make_stubs(channel)
+            # Two calls that last: health watches, each open until cancelled.
+            watches = [stubs.health.Watch(health_pb2.HealthCheckRequest()) for _ in range(2)]
+            for watch in watches:
+                assert next(watch).status == SERVING
+            started = time.monotonic()
+            with pytest.raises(grpc.RpcError) as info:
+                stubs.health.Check(health_pb2.HealthCheckRequest(), timeout=10)
+            assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert time.monotonic() - started < 2  # refused, not queued
+            watches[0].cancel()
+            assert wait_for(lambda: _answers(stubs), 5)
+            watches[1].cancel()
+    finally:
+        server.stop(0)
+
+
+def _answers(stubs: Stubs) -> bool:
+    """Whether a call is admitted; refused only for the concurrency limit."""
+    try:
+        stubs.health.Check(health_pb2.HealthCheckRequest(), timeout=5)
+    except grpc.RpcError as err:
+        code = err.code()
+    else:
+        return True
+    assert code == grpc.StatusCode.RESOURCE_EXHAUSTED
+    return False

@@ -313,3 +313,39 @@ def test_a_remembered_token_turns_inactive_when_its_key_is_retired(world: TokenW
         uow.update_signing_key(dataclasses.replace(record, state=SigningKeyState.RETIRED))
     world.components.ring.refresh()
     assert world.components.introspect(token, ENV) == INACTIVE
+
+
+ABSURD_TIMES: dict[str, dict[str, Any]] = {
+    "exp 10^20": {"exp": 10**20},
+    "exp 1e20 as a float": {"exp": 1e20},
+    "exp past int64": {"exp": 2**63},
+    "exp past year 9999": {"exp": 253402300800},
+    "iat negative": {"iat": -1},
+    "iat hugely negative": {"iat": -(10**20)},
+    "exp before iat": {"exp": 1},
+    "exp a string": {"exp": "4102444800"},
+    "exp a boolean": {"exp": True},
+    "iat a boolean": {"iat": False},
+    "iat a fraction": {"iat": 1.5},
+    "exp null": {"exp": None},
+}
+
+
+@pytest.mark.parametrize("change", ABSURD_TIMES.values(), ids=ABSURD_TIMES.keys())
+def test_absurd_times_signed_with_our_key_are_inactive_not_a_crash(
+    world: TokenWorld, change: dict[str, Any]
+) -> None:
+    c = world.client()
+    claims = {**world.issue(c).claims, **change}
+    token = forge(world, claims)
+    assert world.components.introspect(token, ENV) == INACTIVE
+    # Revocation accepts expired tokens, so it reads exp too: nothing to revoke.
+    assert world.components.revoke(token, ENV) is False
+
+
+def test_the_time_bounds_keep_real_tokens(world: TokenWorld) -> None:
+    c = world.client()
+    claims = world.issue(c).claims
+    # The largest exp a datetime holds is still a time, not an error.
+    token = forge(world, {**claims, "exp": 253402300799})
+    assert world.components.introspect(token, ENV)["active"] is True

@@ -27,6 +27,33 @@ def _is_control(c: str) -> bool:
     return unicodedata.category(c) == "Cc"
 
 
+# Characters that change how text around them is shown without being seen:
+# Unicode category Cf (format) holds the bidirectional controls -- U+202A-202E
+# embeddings and overrides, U+2066-2069 isolates, U+200E/U+200F marks, U+061C
+# (Unicode Standard Annex #9) -- and the zero-width U+200B-200D, U+2060 and
+# U+FEFF, the soft hyphen and the tag characters. In a name they make "Acme"
+# and "Acme\u200b" two organizations that look the same, or show an admin key
+# called "\u202egnp.exe" reversed in the audit log ("Trojan Source",
+# CVE-2021-42574). Line and paragraph separators (Zl, Zp) break a log line.
+# Surrogates (Cs) cannot be encoded as UTF-8 for the store.
+_INVISIBLE_CATEGORIES = frozenset({"Cf", "Zl", "Zp", "Cs"})
+
+
+def _invisible(value: str) -> str | None:
+    """The first invisible or direction-changing character of ``value``, if any."""
+    return next((c for c in value if unicodedata.category(c) in _INVISIBLE_CATEGORIES), None)
+
+
+def _no_invisible(field: str, value: str) -> None:
+    found = _invisible(value)
+    if found is not None:
+        raise InvalidField(
+            field,
+            "must not contain invisible or text-direction characters "
+            f"(found U+{ord(found):04X} {unicodedata.name(found, 'unnamed')})",
+        )
+
+
 def no_credential(field: str, value: str) -> str:
     """Refuse what looks like an admin key, client secret or token: a name or a
     scope is stored and shown, and a secret pasted there would be too."""
@@ -45,6 +72,7 @@ def name(field: str, value: str) -> str:
         raise InvalidField(field, f"must be at most {MAX_NAME} characters")
     if any(_is_control(c) for c in stripped):
         raise InvalidField(field, "must not contain control characters")
+    _no_invisible(field, stripped)
     return no_credential(field, stripped)
 
 
@@ -53,6 +81,7 @@ def optional_text(field: str, value: str, limit: int) -> str:
         raise InvalidField(field, f"must be at most {limit} characters")
     if any(_is_control(c) and c not in "\n\t" for c in value):
         raise InvalidField(field, "must not contain control characters")
+    _no_invisible(field, value)
     return no_credential(field, value)
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeGuard
 
 import jwt
 
@@ -34,6 +34,12 @@ MAX_TOKEN_LENGTH = 8 * 1024
 _STRING_CLAIMS = ("iss", "sub", "client_id", "org_id", "jti")
 _ACCEPTED_TYPES = (JWT_TYPE, "application/" + JWT_TYPE)
 
+
+# The last second a datetime (and so revocation's expiry) can hold, 9999-12-31T23:59:59Z.
+# A token signed by our key with exp or iat beyond it, or before the epoch, was
+# not issued by this code: it is not a token, rather than an overflow (a 500)
+# when exp is turned into a datetime or written to an int64 field.
+MAX_TIMESTAMP = 253402300799
 
 # Verified tokens remembered per process: about 3 KiB each, ~12 MiB at most.
 DEFAULT_REMEMBERED_TOKENS = 4096
@@ -132,12 +138,19 @@ def _well_typed(claims: dict[str, Any]) -> bool:
     aud = claims.get("aud")
     return (
         all(isinstance(claims.get(name), str) for name in _STRING_CLAIMS)
-        and all(_is_int(claims.get(name)) for name in ("iat", "exp"))
+        and _sane_times(claims.get("iat"), claims.get("exp"))
         and isinstance(claims.get("scope", ""), str)
         and (
             isinstance(aud, str) or (isinstance(aud, list) and all(isinstance(a, str) for a in aud))
         )
     )
+
+
+def _sane_times(iat: object, exp: object) -> bool:
+    """Whole seconds (RFC 7519 section 2 NumericDate; we issue integers, never
+    booleans), issued no earlier than the epoch and expiring after issue and
+    by the year 9999."""
+    return _is_int(iat) and _is_int(exp) and 0 <= iat <= exp <= MAX_TIMESTAMP
 
 
 def is_current(claims: dict[str, Any], now: datetime, leeway_seconds: int) -> bool:
@@ -152,5 +165,5 @@ def audiences(claims: dict[str, Any]) -> list[str]:
     return [aud] if isinstance(aud, str) else list(aud)
 
 
-def _is_int(value: object) -> bool:
+def _is_int(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)

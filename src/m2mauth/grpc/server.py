@@ -18,9 +18,11 @@ from google.rpc import error_details_pb2, status_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_grpc
 
+from m2mauth.config import MAX_CONCURRENT_RPCS
 from m2mauth.core.errors import StoreUnavailable
 from m2mauth.grpc.admin_key_servicer import AdminKeyServicer
 from m2mauth.grpc.key_servicer import KeyServicer
+from m2mauth.grpc.malformed import MalformedRequestInterceptor
 from m2mauth.grpc.management import ApplicationServicer, AuditServicer, OrganizationServicer
 from m2mauth.grpc.token_servicer import TokenServicer
 from m2mauth.v1 import (
@@ -173,16 +175,24 @@ def create_server(
     workers: int = 8,
     health_interval: float = 2.0,
     reuse_port: bool = False,
+    max_concurrent_rpcs: int = MAX_CONCURRENT_RPCS,
 ) -> GrpcServer:
     """Build and start the server; port 0 binds a free port (returned).
 
     ``store_probe`` raises StoreUnavailable while the store is unreachable;
     health follows it. ``reuse_port``: worker processes of one ``serve --processes N`` share the
     port (SO_REUSEPORT); otherwise a second server on the port is an error.
+    ``max_concurrent_rpcs``: calls admitted at once, running or waiting for one of
+    the ``workers`` threads; grpcio refuses the next with RESOURCE_EXHAUSTED, so
+    a burst cannot queue without bound.
     """
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="grpc"),
         options=[("grpc.so_reuseport", 1 if reuse_port else 0)],
+        # Before any other interceptor: a request that does not parse is the
+        # caller's INVALID_ARGUMENT, not INTERNAL with a traceback.
+        interceptors=[MalformedRequestInterceptor()],
+        maximum_concurrent_rpcs=max_concurrent_rpcs,
     )
     organization_service_pb2_grpc.add_OrganizationServiceServicer_to_server(
         servicers.organizations, server

@@ -11,7 +11,7 @@ import binascii
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, unquote_plus
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 from m2mauth.http.errors import OAuthError, invalid_request
 
@@ -35,12 +35,18 @@ async def read_form(request: Request) -> dict[str, str]:
     if declared is not None and (not declared.isdigit() or int(declared) > MAX_BODY_BYTES):
         raise OAuthError(413, "invalid_request", f"the body must be at most {MAX_BODY_BYTES} bytes")
     body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_BODY_BYTES:
-            raise OAuthError(
-                413, "invalid_request", f"the body must be at most {MAX_BODY_BYTES} bytes"
-            )
+    try:
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > MAX_BODY_BYTES:
+                raise OAuthError(
+                    413, "invalid_request", f"the body must be at most {MAX_BODY_BYTES} bytes"
+                )
+    except ClientDisconnect:
+        # The client hung up before sending the whole body: its request is
+        # incomplete, not our failure (no 500, no traceback). Nobody reads the
+        # answer; the metrics count it as the client's invalid_request.
+        raise invalid_request("the client closed the connection before the body ended") from None
     try:
         text = body.decode("utf-8")
         pairs = parse_qsl(text, keep_blank_values=True, max_num_fields=MAX_FIELDS)

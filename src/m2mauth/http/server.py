@@ -12,7 +12,18 @@ import uvicorn
 import uvloop
 from starlette.applications import Starlette
 
+from m2mauth.config import (
+    HTTP_KEEP_ALIVE_TIMEOUT_SECONDS,
+    HTTP_MAX_CONNECTIONS,
+    HTTP_READ_TIMEOUT_SECONDS,
+)
+from m2mauth.http.connections import read_timeout_protocol
+
 log = logging.getLogger("m2mauth.http")
+
+# On every response, uvicorn's own (400, 503, 408) included: browsers must not
+# guess a type other than the one sent (an error echoing input is never HTML).
+RESPONSE_HEADERS = [("X-Content-Type-Options", "nosniff")]
 
 
 class _ThreadedServer(uvicorn.Server):
@@ -60,17 +71,41 @@ def bind(host: str, port: int, *, listen: bool = True, reuse_port: bool = False)
 
 
 def start_http_server(
-    app: Starlette, sock: socket.socket, *, grace: float = 5.0, log_level: str = "warning"
+    app: Starlette,
+    sock: socket.socket,
+    *,
+    grace: float = 5.0,
+    log_level: str = "warning",
+    read_timeout: float = HTTP_READ_TIMEOUT_SECONDS,
+    keep_alive_timeout: int = HTTP_KEEP_ALIVE_TIMEOUT_SECONDS,
+    max_connections: int = HTTP_MAX_CONNECTIONS,
 ) -> HttpServer:
-    """Start serving ``app`` on a socket from :func:`bind`."""
+    """Start serving ``app`` on a socket from :func:`bind`.
+
+    A request must arrive whole within ``read_timeout`` seconds
+    (:mod:`m2mauth.http.connections`); an idle keep-alive connection is closed
+    after ``keep_alive_timeout``; beyond ``max_connections`` open connections
+    (or requests in flight) uvicorn answers 503 at once.
+    """
     config = uvicorn.Config(
         app,
+        http=read_timeout_protocol(read_timeout),
         log_level=log_level.lower(),
+        # uvicorn's loggers propagate to ours (JSON, repeated lines rate-limited)
+        # instead of getting their own stderr handler.
+        log_config=None,
         access_log=False,
         # The client's address is the socket's unless --trusted-proxies says
         # otherwise (m2mauth.client_address); uvicorn would trust 127.0.0.1.
         proxy_headers=False,
         timeout_graceful_shutdown=int(grace) or None,
+        timeout_keep_alive=keep_alive_timeout,
+        # uvicorn counts the connection being served among those open: +1 makes
+        # max_connections the number served at once.
+        limit_concurrency=max_connections + 1,
+        # No "server: uvicorn": what runs here is nobody's business.
+        server_header=False,
+        headers=RESPONSE_HEADERS,
         lifespan="on",
     )
     server = _ThreadedServer(config)
