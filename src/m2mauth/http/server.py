@@ -12,6 +12,8 @@ import uvicorn
 import uvloop
 from starlette.applications import Starlette
 
+from m2mauth.tls import HttpServerTls
+
 log = logging.getLogger("m2mauth.http")
 
 
@@ -26,6 +28,17 @@ class HttpServer:
     port: int
     _server: _ThreadedServer
     _thread: threading.Thread
+    _loop: asyncio.AbstractEventLoop
+    tls: HttpServerTls | None = None
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls is not None else "http"
+
+    def reload_tls(self) -> None:
+        """Reload the certificate on the serving loop (see HttpServerTls.reload)."""
+        if self.tls is not None:
+            self._loop.call_soon_threadsafe(self.tls.reload)
 
     def stop(self, grace: float = 5.0) -> None:
         """Stop accepting, let in-flight requests finish (up to ``grace``), run lifespan."""
@@ -60,9 +73,14 @@ def bind(host: str, port: int, *, listen: bool = True, reuse_port: bool = False)
 
 
 def start_http_server(
-    app: Starlette, sock: socket.socket, *, grace: float = 5.0, log_level: str = "warning"
+    app: Starlette,
+    sock: socket.socket,
+    *,
+    grace: float = 5.0,
+    log_level: str = "warning",
+    tls: HttpServerTls | None = None,
 ) -> HttpServer:
-    """Start serving ``app`` on a socket from :func:`bind`."""
+    """Start serving ``app`` on a socket from :func:`bind`; with ``tls``, HTTPS only."""
     config = uvicorn.Config(
         app,
         log_level=log_level.lower(),
@@ -72,13 +90,16 @@ def start_http_server(
         proxy_headers=False,
         timeout_graceful_shutdown=int(grace) or None,
         lifespan="on",
+        # uvicorn serves with the context this returns; keeping it ours is what lets
+        # a SIGHUP load a new certificate into it (HttpServerTls.reload).
+        ssl_context_factory=(lambda *_: tls.context) if tls is not None else None,
     )
     server = _ThreadedServer(config)
     started = threading.Event()
+    # uvloop: the event loop in C (uvicorn's own default when installed).
+    loop = uvloop.new_event_loop()
 
     def run() -> None:
-        # uvloop: the event loop in C (uvicorn's own default when installed).
-        loop = uvloop.new_event_loop()
         asyncio.set_event_loop(loop)
         try:
             loop.run_until_complete(_serve(server, sock, started))
@@ -89,7 +110,9 @@ def start_http_server(
     thread.start()
     if not started.wait(30):
         raise RuntimeError("the HTTP server did not start")
-    return HttpServer(port=sock.getsockname()[1], _server=server, _thread=thread)
+    return HttpServer(
+        port=sock.getsockname()[1], _server=server, _thread=thread, _loop=loop, tls=tls
+    )
 
 
 async def _serve(server: _ThreadedServer, sock: socket.socket, started: threading.Event) -> None:
