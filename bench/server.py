@@ -198,6 +198,8 @@ def running_server(
         algorithm,
         "--grace-period-seconds",
         str(STOP_GRACE_SECONDS),
+        "--metrics-port",
+        "0",
     ]
     if processes is not None:
         command += ["--processes", str(processes)]

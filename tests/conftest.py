@@ -36,7 +36,11 @@ REQUIRE_ENV = "M2MAUTH_REQUIRE_POSTGRES"
 
 # The ports `make run` serves on. The README puts `make run` and `make test` side by
 # side, so every test must bind port 0 (or a free port) for every listener.
-DEFAULT_PORTS = {"gRPC": Settings().grpc_port, "OAuth HTTP": Settings().http_port}
+DEFAULT_PORTS = {
+    "gRPC": Settings().grpc_port,
+    "OAuth HTTP": Settings().http_port,
+    "metrics": Settings().metrics_port,
+}
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -32,7 +32,7 @@ from m2mauth.cli_support.options import (
     limit_option,
     output_options,
 )
-from m2mauth.config import SETTINGS, Settings
+from m2mauth.config import EDGE_ONLY, EDGE_SETTINGS, SETTINGS, Settings
 from m2mauth.core.algorithms import SIGNING_ALGORITHMS
 from m2mauth.core.errors import DomainError
 from m2mauth.core.models import AdminKeyRole
@@ -40,6 +40,7 @@ from m2mauth.core.models import AdminKeyRole
 F = TypeVar("F", bound=Callable[..., Any])
 
 LOCAL_SETTINGS = ("database_url", "root_key", "root_key_file")
+SERVE_SETTINGS = tuple(s.name for s in SETTINGS if s.name not in EDGE_ONLY)
 ROLES = tuple(role.value for role in AdminKeyRole)
 
 
@@ -53,10 +54,12 @@ def settings_options(names: tuple[str, ...] | None = None, *, dev: bool = True) 
                 setting.flag,
                 setting.name,
                 type=setting.type,
+                # A bool setting is a flag: --allow-plaintext, not --allow-plaintext true.
+                is_flag=setting.type is bool,
                 default=setting.default,
                 envvar=setting.envvar,
                 show_envvar=True,
-                show_default=setting.default not in ("", None),
+                show_default=setting.default not in ("", None, False),
                 help=setting.help,
             )(func)
         if not dev:
@@ -261,6 +264,9 @@ def stop_on_signals() -> threading.Event:
 
     for sig in STOP_SIGNALS:
         signal.signal(sig, request_stop)
+    # SIGHUP reloads certificates once the server runs (m2mauth.tls.on_sighup); until
+    # then it must not end the process, which is its default action.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     return stop
 
 
@@ -271,15 +277,18 @@ def _prepare_sqlite_dir(settings: Settings) -> None:
 
 
 @main.command()
-@settings_options()
+@settings_options(SERVE_SETTINGS)
 def serve(**options: Any) -> None:
     """Run the gRPC server and the OAuth HTTP endpoints.
+
+    SIGHUP reloads the TLS certificates (every worker's, with --processes).
 
     \b
     Examples:
       m2mauth serve --dev
       M2MAUTH_DATABASE_URL=postgresql://m2m@db/m2mauth M2MAUTH_ROOT_KEY=... \\
-        m2mauth serve --grpc-host 0.0.0.0 --issuer https://auth.example.com
+        m2mauth serve --grpc-host 0.0.0.0 --http-host 0.0.0.0 \\
+        --tls-cert cert.pem --tls-key key.pem --issuer https://auth.example.com
     """
     from m2mauth.serve import run
 
@@ -295,45 +304,31 @@ def serve(**options: Any) -> None:
 
 
 @main.command("serve-http")
-@click.option(
-    "--upstream",
-    required=True,
-    envvar="M2MAUTH_UPSTREAM",
-    show_envvar=True,
-    help="host:port of an m2mauth gRPC server whose TokenService answers.",
-)
-@settings_options(
-    ("http_host", "http_port", "issuer", "grace_period_seconds", "log_level", "log_format"),
-    dev=False,
-)
-def serve_http(upstream: str, **options: Any) -> None:
+@settings_options(EDGE_SETTINGS, dev=False)
+def serve_http(**options: Any) -> None:
     """Run only the OAuth HTTP endpoints, as a gRPC client of another server.
 
     For an edge host that must hold no database credentials and no private
     keys. --issuer is the public URL partners use (it is only what the
     discovery document advertises: tokens carry the upstream's issuer).
+    SIGHUP reloads the HTTP certificate.
 
     \b
     Example:
       m2mauth serve-http --upstream auth-core.internal:50051 \\
-        --http-host 0.0.0.0 --issuer https://auth.example.com
+        --upstream-ca internal-ca.pem --upstream-cert edge.pem --upstream-key edge.key \\
+        --http-host 0.0.0.0 --tls-cert cert.pem --tls-key key.pem \\
+        --issuer https://auth.example.com
     """
     from m2mauth.serve import run_http_edge
 
     settings = Settings(**options)
+    problems = settings.edge_problems()
+    if problems:
+        _fail(f"cannot start: {'; '.join(problems)}")
     logs.configure(settings.log_level, settings.log_format)
     stop = stop_on_signals()
-    sys.exit(
-        run_http_edge(
-            upstream,
-            settings.http_host,
-            settings.http_port,
-            settings.issuer,
-            stop,
-            echo=click.echo,
-            grace=settings.grace_period_seconds,
-        )
-    )
+    sys.exit(run_http_edge(settings, stop, echo=click.echo))
 
 
 # --- The admin client: every command below is a gRPC client of a running server. ---

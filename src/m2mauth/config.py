@@ -10,6 +10,7 @@ is checked against it.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import typing
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,50 @@ MAX_CONCURRENT_RPCS = 1000
 HTTP_READ_TIMEOUT_SECONDS = 10.0
 HTTP_KEEP_ALIVE_TIMEOUT_SECONDS = 5
 HTTP_MAX_CONNECTIONS = 1000
+
+
+# Settings of `serve-http` (the edge) alone, and everything the edge takes.
+EDGE_ONLY = ("upstream", "upstream_ca", "upstream_cert", "upstream_key")
+EDGE_SETTINGS = (
+    "http_host",
+    "http_port",
+    "issuer",
+    "grace_period_seconds",
+    "http_read_timeout_seconds",
+    "http_keep_alive_timeout_seconds",
+    "http_max_connections",
+    "tls_cert",
+    "tls_key",
+    "http_tls_cert",
+    "http_tls_key",
+    "allow_plaintext",
+    "metrics_host",
+    "metrics_port",
+    "metrics_org_labels",
+    *EDGE_ONLY,
+    "log_level",
+    "log_format",
+)
+HTTPS_SCHEME = "https://"
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is reachable only from this machine. A name other than
+    localhost counts as public: what it resolves to may change."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True, slots=True)
+class CertificateFiles:
+    """A certificate chain and its private key, as two PEM files."""
+
+    cert: str
+    key: str
 
 
 _HELP = "help"
@@ -152,11 +197,78 @@ class Settings:
         "Server processes sharing the gRPC and HTTP ports (SO_REUSEPORT); set it to the "
         "number of cores to use them all.",
     )
+    tls_cert: str = setting(
+        "",
+        "PEM certificate chain (leaf first) for the gRPC and HTTP listeners; with --tls-key, "
+        "both serve TLS only. Reloaded on SIGHUP.",
+    )
+    tls_key: str = setting("", "PEM private key of --tls-cert (unencrypted).")
+    grpc_tls_cert: str = setting(
+        "", "Certificate chain for the gRPC listener alone, instead of --tls-cert."
+    )
+    grpc_tls_key: str = setting("", "Private key of --grpc-tls-cert.")
+    http_tls_cert: str = setting(
+        "", "Certificate chain for the OAuth HTTP listener alone, instead of --tls-cert."
+    )
+    http_tls_key: str = setting("", "Private key of --http-tls-cert.")
+    tls_client_ca: str = setting(
+        "",
+        "PEM CA certificates for mutual TLS on gRPC: a client without a certificate "
+        "signed by one of them is refused during the handshake. Needs gRPC TLS.",
+    )
+    allow_plaintext: bool = setting(
+        False,
+        "Serve without TLS on an address other than loopback (and, for serve-http, call a "
+        "non-loopback upstream without TLS): only when a load balancer or sidecar on the "
+        "way terminates TLS.",
+    )
+    metrics_host: str = setting(
+        "127.0.0.1", "Address the Prometheus /metrics endpoint binds (plain HTTP)."
+    )
+    metrics_port: int = setting(
+        9464,
+        "Port of /metrics, never the OAuth port; 0 picks a free one. With --processes N, "
+        "worker i serves its own metrics on this port + i.",
+    )
+    metrics_org_labels: bool = setting(
+        False,
+        "Label the tokens-issued counter by org_id (one series per organization); "
+        "off, it is one series.",
+    )
+    upstream: str = setting(
+        "",
+        "serve-http: host:port of the m2mauth gRPC server whose TokenService answers; "
+        "https://host:port for TLS with the system roots.",
+    )
+    upstream_ca: str = setting(
+        "", "serve-http: PEM CA certificates to verify the upstream with (implies TLS)."
+    )
+    upstream_cert: str = setting(
+        "",
+        "serve-http: client certificate chain presented to the upstream (mutual TLS; implies TLS).",
+    )
+    upstream_key: str = setting("", "serve-http: private key of --upstream-cert.")
     log_level: str = setting("INFO", "Log level: DEBUG, INFO, WARNING or ERROR.")
     log_format: str = setting("json", "Log format: json (structured) or text.")
     # --dev: the embedded default (SQLite and a root key file under ./var).
     dev: bool = False
     data_dir: Path = DEV_DATA_DIR
+
+    def grpc_tls(self) -> CertificateFiles | None:
+        """The gRPC listener's certificate: its own pair, else the shared one, else none."""
+        return _pair(self.grpc_tls_cert, self.grpc_tls_key) or _pair(self.tls_cert, self.tls_key)
+
+    def http_tls(self) -> CertificateFiles | None:
+        """The OAuth HTTP listener's certificate: its own pair, else the shared one."""
+        return _pair(self.http_tls_cert, self.http_tls_key) or _pair(self.tls_cert, self.tls_key)
+
+    def upstream_target(self) -> tuple[str, bool]:
+        """(host:port, whether to use TLS) of serve-http's --upstream."""
+        target = self.upstream
+        tls = bool(self.upstream_ca or self.upstream_cert)
+        if target.startswith(HTTPS_SCHEME):
+            target, tls = target[len(HTTPS_SCHEME) :].rstrip("/"), True
+        return target, tls
 
     def with_defaults(self) -> Settings:
         """Fill the settings whose default depends on others."""
@@ -167,7 +279,8 @@ class Settings:
             changes["root_key_file"] = str(self.data_dir / "root.key")
         # With --http-port 0 the port is known only once bound; serve fills it then.
         if self.issuer or self.http_port:
-            issuer = self.issuer or f"http://{self.http_host}:{self.http_port}"
+            scheme = "https" if self.http_tls() else "http"
+            issuer = self.issuer or f"{scheme}://{self.http_host}:{self.http_port}"
             changes["issuer"] = issuer
             changes["audience"] = self.audience or issuer
         return dataclasses.replace(self, **changes)
@@ -203,9 +316,68 @@ class Settings:
             out.append("--auth-failures-per-*-per-minute must not be negative (0 turns it off)")
         return out
 
+    def _tls_problems(self) -> list[str]:
+        out: list[str] = []
+        for prefix in ("tls", "grpc_tls", "http_tls", "upstream"):
+            cert, key = getattr(self, f"{prefix}_cert"), getattr(self, f"{prefix}_key")
+            if bool(cert) != bool(key):
+                flag = "--" + prefix.replace("_", "-")
+                out.append(f"{flag}-cert and {flag}-key go together: set both")
+        if self.tls_client_ca and self.grpc_tls() is None:
+            out.append("--tls-client-ca needs TLS on gRPC: set --tls-cert/--tls-key")
+        return out
+
+    def _plaintext_problems(self, listeners: tuple[str, ...]) -> list[str]:
+        """Listeners that would take secrets in clear from other machines."""
+        if self.allow_plaintext:
+            return []
+        out = []
+        for name in listeners:
+            host = getattr(self, f"{name}_host")
+            if getattr(self, f"{name}_tls")() is None and not is_loopback(host):
+                out.append(
+                    f"--{name}-host {host or '(all addresses)'} is reachable from other "
+                    f"machines but {_LISTENER[name]} has no TLS: pass --tls-cert and --tls-key (or "
+                    f"--{name}-tls-cert/--{name}-tls-key), or --allow-plaintext if a load "
+                    "balancer or sidecar terminates TLS in front of it"
+                )
+        return out
+
+    def plaintext_warnings(self) -> list[str]:
+        """Under --dev, what production would refuse, as warnings."""
+        return self._plaintext_problems(("grpc", "http")) if self.dev else []
+
+    def edge_problems(self) -> list[str]:
+        """What is wrong with the settings of `serve-http`."""
+        out = self._tls_problems() + self._plaintext_problems(("http",))
+        target, tls = self.upstream_target()
+        if not target or "://" in target or ":" not in target:
+            out.append("--upstream must be host:port (or https://host:port for TLS)")
+        elif not tls and not self.allow_plaintext and not is_loopback(target.rsplit(":", 1)[0]):
+            out.append(
+                f"--upstream {target} is another machine and the hop has no TLS (client "
+                "secrets would cross it in clear): pass --upstream-ca (or an https:// "
+                "upstream), or --allow-plaintext if a sidecar encrypts the hop"
+            )
+        return out
+
+    def _limit_problems(self) -> list[str]:
+        out: list[str] = []
+        if self.max_concurrent_rpcs < 1 or self.http_max_connections < 1:
+            out.append("--max-concurrent-rpcs and --http-max-connections must be at least 1")
+        if not 0 < self.http_read_timeout_seconds <= 3600:
+            out.append("--http-read-timeout-seconds must be above 0 and at most 3600")
+        if not 1 <= self.http_keep_alive_timeout_seconds <= 3600:
+            out.append("--http-keep-alive-timeout-seconds must be between 1 and 3600")
+        return out
+
     def problems(self) -> list[str]:
         """What is wrong with these settings, as sentences an operator can act on."""
-        out = self._database_problems() + self._edge_problems()
+        out = self._database_problems() + self._edge_problems() + self._tls_problems()
+        if not self.dev:
+            # Under --dev only a warning (plaintext_warnings): trying m2mauth out on a
+            # LAN address is fine; serving partners' secrets in clear is not.
+            out += self._plaintext_problems(("grpc", "http"))
         if not self.root_key and not self.root_key_file:
             out.append(
                 "no root key: set M2MAUTH_ROOT_KEY or --root-key-file (or use --dev); "
@@ -224,19 +396,23 @@ class Settings:
             out.append("--key-rotation-interval-seconds must exceed --jwks-max-age-seconds")
         if not 0 <= self.audit_retention_days <= 36500:
             out.append("--audit-retention-days must be between 0 (keep for ever) and 36500")
-        if self.max_concurrent_rpcs < 1 or self.http_max_connections < 1:
-            out.append("--max-concurrent-rpcs and --http-max-connections must be at least 1")
-        if not 0 < self.http_read_timeout_seconds <= 3600:
-            out.append("--http-read-timeout-seconds must be above 0 and at most 3600")
-        if not 1 <= self.http_keep_alive_timeout_seconds <= 3600:
-            out.append("--http-keep-alive-timeout-seconds must be between 1 and 3600")
+        out += self._limit_problems()
         if not 1 <= self.processes <= 256:
             out.append("--processes must be between 1 and 256")
+        if self.metrics_port and self.metrics_port + self.processes - 1 > 65535:
+            out.append("--metrics-port + --processes must stay below 65536")
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             out.append("--log-level must be DEBUG, INFO, WARNING or ERROR")
         if self.log_format not in ("json", "text"):
             out.append("--log-format must be json or text")
         return out
+
+
+_LISTENER = {"grpc": "gRPC", "http": "OAuth HTTP"}
+
+
+def _pair(cert: str, key: str) -> CertificateFiles | None:
+    return CertificateFiles(cert, key) if cert and key else None
 
 
 @dataclass(frozen=True, slots=True)

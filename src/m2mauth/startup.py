@@ -22,11 +22,12 @@ from m2mauth.core.signing_keys import SigningKeyError
 from m2mauth.database_urls import redact
 from m2mauth.grpc.server import GrpcServer, create_server
 from m2mauth.http.app import create_http_app
-from m2mauth.http.metrics import ShimMetrics
-from m2mauth.http.server import start_http_server
+from m2mauth.http.metrics import ShimMetrics, create_metrics_app
+from m2mauth.http.server import HttpServer, start_http_server
 from m2mauth.ratelimit.redis import RateLimitCollector, RedisCounters
 from m2mauth.store import UnsupportedDatabaseUrl, open_store
 from m2mauth.store.schema import SchemaError
+from m2mauth.tls import GrpcServerTls, HttpServerTls, TlsError
 
 log = logging.getLogger("m2mauth")
 
@@ -93,6 +94,20 @@ class Prepared:
     settings: Settings
     root_key: bytes
     first_admin_key: str | None
+    # With --processes N: the metrics port of each worker, reserved by the parent.
+    metrics_ports: tuple[int, ...] = ()
+
+
+def listener_tls(settings: Settings) -> tuple[GrpcServerTls | None, HttpServerTls | None]:
+    """The TLS of the gRPC and HTTP listeners, files read and checked."""
+    try:
+        grpc_files, http_files = settings.grpc_tls(), settings.http_tls()
+        return (
+            GrpcServerTls(grpc_files, settings.tls_client_ca) if grpc_files else None,
+            HttpServerTls(http_files) if http_files else None,
+        )
+    except TlsError as exc:
+        raise StartupError(f"TLS: {exc}", EXIT_BAD_SETTINGS) from None
 
 
 def prepare(settings: Settings) -> Prepared:
@@ -105,6 +120,7 @@ def prepare(settings: Settings) -> Prepared:
 
 def prepare_app(settings: Settings, *, pool_size: int | None = None) -> tuple[App, Prepared]:
     """:func:`prepare`, keeping the App to serve with in this process (not started)."""
+    listener_tls(settings)  # a bad certificate is said before any other work
     try:
         store = open_store(settings.database_url, pool_size=pool_size or 2 * settings.workers + 2)
     except UnsupportedDatabaseUrl as exc:
@@ -143,15 +159,21 @@ class Running:
 
     grpc_port: int
     http_port: int
+    metrics_port: int | None
     _stop: Callable[[], None]
+    _reload_tls: Callable[[], None]
 
     def stop(self) -> None:
         self._stop()
 
+    def reload_tls(self) -> None:
+        """Read the certificate files again (SIGHUP): new handshakes use them."""
+        self._reload_tls()
 
-def shim_metrics(app: App) -> ShimMetrics:
+
+def shim_metrics(app: App, settings: Settings) -> ShimMetrics:
     """The shim's metrics, with the shared rate-limit counters' health when in Redis."""
-    metrics = ShimMetrics()
+    metrics = ShimMetrics(org_labels=settings.metrics_org_labels)
     if isinstance(app.counters, RedisCounters):
         metrics.registry.register(RateLimitCollector(app.counters))
     return metrics
@@ -161,15 +183,19 @@ def start_serving(
     prepared: Prepared,
     http_socket: socket.socket,
     *,
+    metrics_socket: socket.socket | None = None,
     reuse_port: bool = False,
     app: App | None = None,
 ) -> Running:
-    """Start this process's App (bootstrapped here unless given) and gRPC and HTTP over it."""
+    """Start this process's App (bootstrapped here unless given) and gRPC and HTTP over
+    it, and /metrics on ``metrics_socket`` when given."""
     settings = prepared.settings
     if app is None:
         app = bootstrap(settings, root_key=prepared.root_key)
     grpc_server: GrpcServer | None = None
+    http_server: HttpServer | None = None
     try:
+        grpc_tls, http_tls = listener_tls(settings)
         app.start()
         try:
             grpc_server = create_server(
@@ -180,14 +206,16 @@ def start_serving(
                 workers=settings.workers,
                 reuse_port=reuse_port,
                 max_concurrent_rpcs=settings.max_concurrent_rpcs,
+                tls=grpc_tls,
             )
         except RuntimeError:  # grpcio's "Failed to bind to address": it says no more
             raise unbindable("gRPC", "grpc", settings.grpc_host, settings.grpc_port, None) from None
+        metrics = shim_metrics(app, settings)
         http_server = start_http_server(
             create_http_app(
                 app.http_backend,
                 settings.issuer,
-                shim_metrics(app),
+                metrics,
                 trusted_proxies=parse_networks(settings.trusted_proxies),
             ),
             http_socket,
@@ -195,9 +223,17 @@ def start_serving(
             read_timeout=settings.http_read_timeout_seconds,
             keep_alive_timeout=settings.http_keep_alive_timeout_seconds,
             max_connections=settings.http_max_connections,
+            tls=http_tls,
+        )
+        metrics_server = (
+            start_http_server(create_metrics_app(metrics), metrics_socket, grace=1)
+            if metrics_socket is not None
+            else None
         )
     except BaseException as exc:
         # Whatever started is stopped: no thread, pool or port outlives a failed start.
+        if http_server is not None:
+            http_server.stop(0)
         if grpc_server is not None:
             grpc_server.stop(0)
         app.close()
@@ -209,7 +245,19 @@ def start_serving(
         log.info("shutting down: health NOT_SERVING, draining in-flight calls")
         http_server.stop(settings.grace_period_seconds)
         grpc_server.stop(settings.grace_period_seconds)
+        if metrics_server is not None:
+            metrics_server.stop(1)
         app.close()
         log.info("stopped")
 
-    return Running(grpc_server.port, http_server.port, stop)
+    def reload_tls() -> None:
+        grpc_server.reload_tls()
+        http_server.reload_tls()
+
+    return Running(
+        grpc_server.port,
+        http_server.port,
+        metrics_server.port if metrics_server is not None else None,
+        stop,
+        reload_tls,
+    )

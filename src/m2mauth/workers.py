@@ -7,7 +7,10 @@ SO_REUSEPORT, so the kernel spreads connections between them. What must be
 consistent between workers already goes through the store: signing keys
 (created once by the parent before any worker starts, rotation seen within
 the key ring's refresh interval), revocations, secrets (each worker's client
-cache is bounded by its TTL). Prometheus ``/metrics`` are per worker.
+cache is bounded by its TTL). Prometheus ``/metrics`` are per worker, each on a
+port of its own (--metrics-port + i, reserved by the parent), so every scrape
+sees one whole process. SIGHUP to the parent is forwarded to every worker, which
+reloads its TLS certificates.
 
 Workers are started with ``spawn`` (never ``fork``: grpcio does not survive a
 fork after it started threads) and restarted if one dies.
@@ -28,6 +31,7 @@ from multiprocessing.context import SpawnProcess
 from m2mauth import logs
 from m2mauth.http.server import bind
 from m2mauth.startup import Prepared, StartupError, start_serving
+from m2mauth.tls import on_sighup
 
 log = logging.getLogger("m2mauth.workers")
 
@@ -48,16 +52,23 @@ def worker_main(prepared: Prepared, index: int, ready: multiprocessing.synchroni
     threading.Thread(
         target=_stop_when_orphaned, args=(os.getppid(), stop), name="orphan-watch", daemon=True
     ).start()
+    # A SIGHUP forwarded before this worker can reload must not end it (the default).
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     try:
         sock = bind(settings.http_host, settings.http_port, reuse_port=True)
-        running = start_serving(prepared, sock, reuse_port=True)
+        metrics_port = prepared.metrics_ports[index]
+        metrics_sock = bind(settings.metrics_host, metrics_port, reuse_port=True)
+        running = start_serving(prepared, sock, metrics_socket=metrics_sock, reuse_port=True)
     except (StartupError, OSError) as exc:
         log.error("worker %d cannot start: %s", index, exc)
         raise SystemExit(3) from None
+    uninstall = on_sighup(running.reload_tls)
     ready.set()
     stop.wait()
+    uninstall()
     running.stop()
     sock.close()
+    metrics_sock.close()
 
 
 def _stop_when_orphaned(parent: int, stop: threading.Event) -> None:
@@ -107,6 +118,12 @@ class Workers:
                 log.error("worker %d exited with %s; restarting it", index, proc.exitcode)
                 self._procs[index], _ = self._spawn(index)
 
+    def forward_sighup(self) -> None:
+        """Ask every worker to reload its certificates."""
+        for proc in self._procs:
+            if proc.is_alive() and proc.pid is not None:
+                os.kill(proc.pid, signal.SIGHUP)
+
     def stop(self, grace: float) -> None:
         self._stopping.set()
         for proc in self._procs:
@@ -128,13 +145,16 @@ def serve_workers(
     settings = prepared.settings
     workers = Workers(prepared)
     workers.start()
+    uninstall = on_sighup(workers.forward_sighup)
+    scheme = "https" if settings.http_tls() else "http"
     banner(
         (
             f"{settings.grpc_host}:{settings.grpc_port}",
-            f"http://{settings.http_host}:{settings.http_port}",
+            f"{scheme}://{settings.http_host}:{settings.http_port}",
         )
     )
     stop.wait()
+    uninstall()
     log.info("stopping %d workers", settings.processes)
     workers.stop(settings.grace_period_seconds)
     return 0

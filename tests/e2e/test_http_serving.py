@@ -33,10 +33,13 @@ def curl(*args: str) -> tuple[int, dict[str, object]]:
     return int(status), json.loads(body) if body else {}
 
 
-def start_edge(upstream: str, cwd: Path) -> tuple[subprocess.Popen[str], str]:
+EDGE_PORTS_0 = ("--http-port", "0", "--metrics-port", "0")
+
+
+def start_edge(upstream: str, cwd: Path, *args: str) -> tuple[subprocess.Popen[str], str]:
     # No database URL and no root key in its environment: it must not need them.
     process = subprocess.Popen(
-        [*M2MAUTH, "serve-http", "--upstream", upstream, "--http-port", "0"],
+        [*M2MAUTH, "serve-http", "--upstream", upstream, *EDGE_PORTS_0, *args],
         cwd=cwd,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -49,7 +52,7 @@ def start_edge(upstream: str, cwd: Path) -> tuple[subprocess.Popen[str], str]:
         line = process.stdout.readline()
         if not line:
             break
-        if m := re.search(r"OAuth over HTTP on (http://[^\s,]+)", line):
+        if m := re.search(r"OAuth over HTTP on (https?://[^\s,]+)", line):
             return process, m.group(1)
     process.kill()
     raise AssertionError(

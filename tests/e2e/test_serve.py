@@ -30,6 +30,7 @@ class Served:
     admin_key: str | None
     stdout: list[str]
     http_url: str = ""
+    metrics_urls: tuple[str, ...] = ()
 
 
 def clean_env(**extra: str) -> dict[str, str]:
@@ -39,6 +40,9 @@ def clean_env(**extra: str) -> dict[str, str]:
 
 
 def start(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> Served:
+    """``m2mauth serve ARGS`` (with --metrics-port 0 unless ARGS name one), once it serves."""
+    if "--metrics-port" not in args:
+        args = [*args, "--metrics-port", "0"]
     process = subprocess.Popen(
         [*M2MAUTH, "serve", *args],
         cwd=cwd,
@@ -52,6 +56,7 @@ def start(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> Serv
     port = 0
     admin_key = None
     http_url = ""
+    metrics_urls: tuple[str, ...] = ()
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         line = process.stdout.readline()
@@ -60,14 +65,19 @@ def start(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> Serv
         lines.append(line.rstrip("\n"))
         if m := re.search(r"serving gRPC on 127\.0\.0\.1:(\d+)", line):
             port = int(m.group(1))
-        if m := re.search(r"OAuth over HTTP on (http://[^\s,]+)", line):
+        if m := re.search(r"OAuth over HTTP on (https?://[^\s,]+)", line):
             http_url = m.group(1)
+        if m := re.search(r"Prometheus metrics on http://([^:]+):PORT/metrics[^:]*: (.*)", line):
+            host, ports = m.groups()
+            metrics_urls = tuple(f"http://{host}:{p}/metrics" for p in ports.split(", "))
+        elif m := re.search(r"Prometheus metrics on (http://\S+)", line):
+            metrics_urls = (m.group(1),)
         if m := re.search(r"export M2MAUTH_ADMIN_KEY=(\S+)", line):
             admin_key = m.group(1)
         if line.startswith("Press Ctrl+C to stop"):
             break
     assert port, f"server did not start: {lines}\n{process.stderr.read() if process.stderr else ''}"
-    return Served(process, port, admin_key, lines, http_url)
+    return Served(process, port, admin_key, lines, http_url, metrics_urls)
 
 
 @dataclass
@@ -77,11 +87,19 @@ class Client:
     secret: str
 
 
-def new_client(served: Served, scopes: tuple[str, ...] = ()) -> Client:
-    """An organization, an application in it and a secret, made over gRPC."""
+def new_client(
+    served: Served,
+    scopes: tuple[str, ...] = (),
+    credentials: grpc.ChannelCredentials | None = None,
+) -> Client:
+    """An organization, an application in it and a secret, made over gRPC (over TLS
+    with ``credentials``)."""
     assert served.admin_key, served.stdout
     md = bearer(served.admin_key)
-    with grpc.insecure_channel(f"127.0.0.1:{served.port}") as channel:
+    target = f"127.0.0.1:{served.port}"
+    with (
+        grpc.secure_channel(target, credentials) if credentials else grpc.insecure_channel(target)
+    ) as channel:
         stubs = make_stubs(channel)
         org = stubs.orgs.CreateOrganization(
             org_pb.CreateOrganizationRequest(organization=res.Organization(name="Acme")),
@@ -185,7 +203,7 @@ def test_serve_refuses_an_unmigrated_database(workdir: Path) -> None:
         M2MAUTH_ROOT_KEY="A" * 43 + "=",
     )
     result = subprocess.run(
-        [*M2MAUTH, "serve", "--grpc-port", "0", "--http-port", "0"],
+        [*M2MAUTH, "serve", "--grpc-port", "0", "--http-port", "0", "--metrics-port", "0"],
         cwd=workdir,
         capture_output=True,
         text=True,

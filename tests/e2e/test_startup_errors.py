@@ -18,6 +18,7 @@ from tests.e2e.test_serve import clean_env
 M2MAUTH = str(Path(sys.executable).parent / "m2mauth")
 ROOT_KEY = "A" * 43 + "="
 HTTP_0 = ("--http-port", "0")
+PORTS_0 = ("--grpc-port", "0", *HTTP_0, "--metrics-port", "0")
 
 
 def fails(args: list[str], cwd: Path, exit_code: int) -> str:
@@ -136,7 +137,7 @@ def test_several_problems_are_still_one_line(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("command", "doing"),
     [
-        (["serve", "--grpc-port", "0", "--http-port", "0", "--root-key", ROOT_KEY], "cannot start"),
+        (["serve", *PORTS_0, "--root-key", ROOT_KEY], "cannot start"),
         (["migrate"], "migration failed"),
         (["admin-key", "create", "--root-key", ROOT_KEY], "cannot create an admin key"),
     ],

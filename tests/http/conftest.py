@@ -24,6 +24,7 @@ from m2mauth.core.models import Principal
 from m2mauth.grpc.server import GrpcServer, create_server
 from m2mauth.http.app import create_http_app
 from m2mauth.http.backend import GrpcBackend, InProcessBackend, TokenBackend
+from m2mauth.http.metrics import ShimMetrics
 from m2mauth.http.server import HttpServer, bind, start_http_server
 from m2mauth.store.schema import migrate
 from m2mauth.store.sql import SqlStore
@@ -49,6 +50,7 @@ class Shim:
     container: App
     admin_key: str
     backend_kind: str
+    metrics: ShimMetrics
 
     def partner(self, scopes: tuple[str, ...] = (), audiences: tuple[str, ...] = ()) -> Partner:
         c = self.container
@@ -95,7 +97,10 @@ def running_shim(store: Store, backend_kind: str, **settings: object) -> Iterato
     else:
         servicer = container.servicers.tokens
         backend = InProcessBackend(servicer, store.ping)
-    http: HttpServer = start_http_server(create_http_app(backend, config.issuer), sock, grace=1)
+    metrics = ShimMetrics(org_labels=config.metrics_org_labels)
+    http: HttpServer = start_http_server(
+        create_http_app(backend, config.issuer, metrics), sock, grace=1
+    )
     try:
         _, admin_key = container.admin_keys.create_local(None)
         yield Shim(
@@ -104,6 +109,7 @@ def running_shim(store: Store, backend_kind: str, **settings: object) -> Iterato
             container=container,
             admin_key=admin_key,
             backend_kind=backend_kind,
+            metrics=metrics,
         )
     finally:
         http.stop(1)

@@ -227,13 +227,29 @@ def test_health_ready_and_metrics(shim: Shim, http: httpx.Client, partner: Partn
     assert http.get("/readyz").status_code == 200
     token_for(http, partner)
     http.post("/oauth2/token", data={"grant_type": "client_credentials"})
-    metrics = http.get("/metrics")
-    assert metrics.status_code == 200
-    text = metrics.text
+    # Not on the OAuth port: the metrics listener is the operator's (tests/e2e/test_tls.py).
+    assert http.get("/metrics").status_code == 404
+    text = shim.metrics.render().decode()
     assert 'm2mauth_http_requests_total{endpoint="token",outcome="ok"} 1.0' in text
     assert 'm2mauth_http_requests_total{endpoint="token",outcome="invalid_client"} 1.0' in text
-    assert f'm2mauth_tokens_issued_total{{org_id="{partner.org_id}"}} 1.0' in text
+    # One series whatever the number of organizations, unless asked for per-org labels.
+    assert "m2mauth_tokens_issued_total 1.0" in text
+    assert partner.org_id not in text
     assert 'm2mauth_http_request_duration_seconds_count{endpoint="token"} 2.0' in text
+
+
+def test_metrics_by_organization_when_asked(sqlite_url: str) -> None:
+    migrate(sqlite_url)
+    store = SqlStore(sqlite_url)
+    try:
+        with running_shim(store, "in_process", metrics_org_labels=True) as shim:
+            partner = shim.partner()
+            with shim.client() as http:
+                token_for(http, partner)
+            text = shim.metrics.render().decode()
+            assert f'm2mauth_tokens_issued_total{{org_id="{partner.org_id}"}} 1.0' in text
+    finally:
+        store.close()
 
 
 def test_openapi_document_matches_the_routes(shim: Shim, http: httpx.Client) -> None:
@@ -248,7 +264,6 @@ def test_openapi_document_matches_the_routes(shim: Shim, http: httpx.Client) -> 
         "/.well-known/oauth-authorization-server": {"get"},
         "/healthz": {"get"},
         "/readyz": {"get"},
-        "/metrics": {"get"},
         "/openapi.json": {"get"},
     }
     assert {path: set(ops) for path, ops in doc["paths"].items()} == routes

@@ -30,6 +30,7 @@ from m2mauth.core.interfaces import Store
 from m2mauth.grpc.server import GrpcServer
 from m2mauth.http.app import create_http_app
 from m2mauth.http.backend import InProcessBackend
+from m2mauth.http.metrics import ShimMetrics
 from m2mauth.http.server import bind, start_http_server
 from m2mauth.store.schema import migrate
 from m2mauth.store.sql import SqlStore
@@ -78,7 +79,8 @@ def running_clocked_shim(store: Store, clock: MovableClock) -> Iterator[ClockedS
     container = bootstrap(config, store=store, root_key=secrets.token_bytes(32), clock=clock)
     container.start()
     backend = InProcessBackend(container.servicers.tokens, store.ping)
-    http = start_http_server(create_http_app(backend, config.issuer), sock, grace=1)
+    metrics = ShimMetrics()
+    http = start_http_server(create_http_app(backend, config.issuer, metrics), sock, grace=1)
     try:
         _, admin_key = container.admin_keys.create_local(None)
         yield ClockedShim(
@@ -87,6 +89,7 @@ def running_clocked_shim(store: Store, clock: MovableClock) -> Iterator[ClockedS
             container=container,
             admin_key=admin_key,
             backend_kind="in_process",
+            metrics=metrics,
             clock=clock,
         )
     finally:

@@ -223,7 +223,6 @@ def test_the_served_document_is_the_one_tested(conformance_shim: Shim) -> None:
         "/.well-known/oauth-authorization-server",
         "/healthz",
         "/readyz",
-        "/metrics",
         "/openapi.json",
     }
 

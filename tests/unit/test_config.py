@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from m2mauth.config import SETTINGS, Settings
+from m2mauth.config import SETTINGS, CertificateFiles, Settings
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -58,3 +58,57 @@ def test_every_setting_is_declared_once_with_its_help() -> None:
         assert setting.help
         assert getattr(defaults, setting.name) == setting.default
         assert isinstance(setting.default, setting.type)
+
+
+def test_tls_pairs_override_per_listener_and_make_the_issuer_https() -> None:
+    shared = Settings(database_url="sqlite:///x", root_key="k", tls_cert="c", tls_key="k")
+    assert shared.grpc_tls() == shared.http_tls() == CertificateFiles("c", "k")
+    assert shared.with_defaults().issuer == "https://127.0.0.1:8080"
+    own = dataclasses.replace(shared, grpc_tls_cert="g", grpc_tls_key="gk")
+    assert own.grpc_tls() == CertificateFiles("g", "gk")
+    assert own.http_tls() == CertificateFiles("c", "k")
+    assert Settings().with_defaults().issuer == "http://127.0.0.1:8080"
+
+
+def test_tls_settings_that_cannot_work_are_named() -> None:
+    base = Settings(database_url="sqlite:///x", root_key="k")
+    [half] = dataclasses.replace(base, tls_cert="c").problems()
+    assert half == "--tls-cert and --tls-key go together: set both"
+    [no_tls] = dataclasses.replace(base, tls_client_ca="ca.pem").problems()
+    assert no_tls.startswith("--tls-client-ca needs TLS on gRPC")
+
+
+def test_plaintext_is_refused_off_loopback_unless_allowed_or_dev() -> None:
+    base = Settings(database_url="sqlite:///x", root_key="k")
+    assert base.problems() == []  # loopback: nobody else can listen in
+    for host in ("0.0.0.0", "", "::", "10.0.0.5", "auth.internal"):
+        [problem] = dataclasses.replace(base, grpc_host=host).problems()
+        assert "but gRPC has no TLS" in problem
+        assert problem.startswith(f"--grpc-host {host or '(all addresses)'} is reachable")
+        assert "--allow-plaintext" in problem
+    for host in ("localhost", "127.0.0.2", "::1"):
+        assert dataclasses.replace(base, http_host=host).problems() == []
+    public = dataclasses.replace(base, grpc_host="0.0.0.0", http_host="0.0.0.0")
+    assert len(public.problems()) == 2
+    assert dataclasses.replace(public, allow_plaintext=True).problems() == []
+    with_tls = dataclasses.replace(public, tls_cert="c", tls_key="k")
+    assert with_tls.problems() == []
+    dev = dataclasses.replace(public, dev=True)
+    assert dev.problems() == []
+    assert len(dev.plaintext_warnings()) == 2
+
+
+def test_the_edge_needs_tls_to_reach_another_machine() -> None:
+    edge = Settings(upstream="core.internal:50051")
+    [problem] = edge.edge_problems()
+    assert "--upstream core.internal:50051 is another machine" in problem
+    assert edge.upstream_target() == ("core.internal:50051", False)
+    with_ca = dataclasses.replace(edge, upstream_ca="ca.pem")
+    assert with_ca.edge_problems() == []
+    assert with_ca.upstream_target() == ("core.internal:50051", True)
+    system_roots = Settings(upstream="https://core.internal:50051")
+    assert system_roots.upstream_target() == ("core.internal:50051", True)
+    assert system_roots.edge_problems() == []
+    assert Settings(upstream="127.0.0.1:50051").edge_problems() == []
+    [missing] = Settings().edge_problems()
+    assert missing.startswith("--upstream must be host:port")

@@ -118,6 +118,8 @@ def live_m2mauth(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveM2mau
             str(http_port),
             "--issuer",
             issuer,
+            "--metrics-port",
+            "0",
         ],
         cwd=workdir,
         stdout=subprocess.PIPE,

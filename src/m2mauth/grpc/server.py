@@ -25,6 +25,7 @@ from m2mauth.grpc.key_servicer import KeyServicer
 from m2mauth.grpc.malformed import MalformedRequestInterceptor
 from m2mauth.grpc.management import ApplicationServicer, AuditServicer, OrganizationServicer
 from m2mauth.grpc.token_servicer import TokenServicer
+from m2mauth.tls import GrpcServerTls
 from m2mauth.v1 import (
     admin_key_service_pb2,
     admin_key_service_pb2_grpc,
@@ -154,7 +155,13 @@ class GrpcServer:
     port: int
     health: health.HealthServicer
     watcher: StoreHealthWatcher
+    tls: GrpcServerTls | None = None
     _stopped: threading.Event = field(default_factory=threading.Event)
+
+    def reload_tls(self) -> None:
+        """Read the certificate files again; new handshakes present what they hold."""
+        if self.tls is not None:
+            self.tls.reload()
 
     def stop(self, grace: float) -> None:
         """Graceful stop: NOT_SERVING first, then let in-flight calls finish."""
@@ -176,12 +183,14 @@ def create_server(
     health_interval: float = 2.0,
     reuse_port: bool = False,
     max_concurrent_rpcs: int = MAX_CONCURRENT_RPCS,
+    tls: GrpcServerTls | None = None,
 ) -> GrpcServer:
     """Build and start the server; port 0 binds a free port (returned).
 
     ``store_probe`` raises StoreUnavailable while the store is unreachable;
     health follows it. ``reuse_port``: worker processes of one ``serve --processes N`` share the
-    port (SO_REUSEPORT); otherwise a second server on the port is an error.
+    port (SO_REUSEPORT); otherwise a second server on the port is an error. ``tls``:
+    serve TLS only (and mutual TLS when it has a client CA), never plaintext beside it.
     ``max_concurrent_rpcs``: calls admitted at once, running or waiting for one of
     the ``workers`` threads; grpcio refuses the next with RESOURCE_EXHAUSTED, so
     a burst cannot queue without bound.
@@ -211,10 +220,14 @@ def create_server(
     )
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     add_reflection(server, (*SERVICE_NAMES, health.SERVICE_NAME))
-    bound = server.add_insecure_port(f"{host}:{port}")
+    address = f"{host}:{port}"
+    if tls is None:
+        bound = server.add_insecure_port(address)
+    else:
+        bound = server.add_secure_port(address, tls.credentials())
     if bound == 0:
         raise OSError(f"cannot bind gRPC to {host}:{port}")
     watcher = StoreHealthWatcher(store_probe, health_servicer, health_interval)
     server.start()
     watcher.start()
-    return GrpcServer(server=server, port=bound, health=health_servicer, watcher=watcher)
+    return GrpcServer(server=server, port=bound, health=health_servicer, watcher=watcher, tls=tls)

@@ -23,7 +23,7 @@ from m2mauth.core.registry import SUPPORTED
 from m2mauth.http import forms
 from m2mauth.http.backend import TokenBackend
 from m2mauth.http.errors import OAuthError, invalid_request
-from m2mauth.http.metrics import CONTENT_TYPE_LATEST, ShimMetrics
+from m2mauth.http.metrics import ShimMetrics
 from m2mauth.http.openapi import openapi_document
 from m2mauth.v1 import token_service_pb2 as pb
 
@@ -189,9 +189,6 @@ class OAuthEndpoints:
             return PlainTextResponse("ready\n")
         return PlainTextResponse("store unavailable\n", status_code=503)
 
-    async def prometheus(self, request: Request) -> Response:
-        return Response(self.metrics.render(), media_type=CONTENT_TYPE_LATEST)
-
     async def openapi(self, request: Request) -> Response:
         return JSONResponse(self.document)
 
@@ -227,7 +224,6 @@ def create_http_app(
         ),
         Route("/healthz", e.healthz, methods=["GET"]),
         Route("/readyz", e.readyz, methods=["GET"]),
-        Route("/metrics", e.prometheus, methods=["GET"]),
         Route("/openapi.json", e.openapi, methods=["GET"]),
     ]
 

@@ -215,8 +215,14 @@ class InProcessBackend:
 class GrpcBackend:
     """Calls an m2mauth gRPC server; the edge host holds no keys and no database."""
 
-    def __init__(self, target: str, timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        target: str,
+        credentials: grpc.ChannelCredentials | None = None,
+        timeout: float = 10.0,
+    ) -> None:
         self._target = target
+        self._credentials = credentials  # None: plaintext (a loopback core, or a sidecar)
         self._timeout = timeout
         self._channel: grpc.aio.Channel | None = None
         self._token_stub: token_service_pb2_grpc.TokenServiceStub | None = None
@@ -225,7 +231,11 @@ class GrpcBackend:
         # A grpc.aio channel belongs to the event loop it is created on: the
         # serving loop, which exists only once the server runs.
         if self._channel is None:
-            self._channel = grpc.aio.insecure_channel(self._target)
+            self._channel = (
+                grpc.aio.insecure_channel(self._target)
+                if self._credentials is None
+                else grpc.aio.secure_channel(self._target, self._credentials)
+            )
             self._token_stub = token_service_pb2_grpc.TokenServiceStub(self._channel)
         return self._channel
 

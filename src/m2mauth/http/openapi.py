@@ -169,9 +169,6 @@ def openapi_document(issuer: str) -> dict[str, Any]:
             },
             "/healthz": {"get": _plain("getHealth", "The process is up.", ())},
             "/readyz": {"get": _plain("getReady", "The store is reachable.", (503,))},
-            "/metrics": {
-                "get": _plain("getMetrics", "Prometheus metrics (text exposition format).", ())
-            },
             "/openapi.json": {
                 "get": {
                     "summary": "This document.",

@@ -18,6 +18,7 @@ from m2mauth.config import (
     HTTP_READ_TIMEOUT_SECONDS,
 )
 from m2mauth.http.connections import read_timeout_protocol
+from m2mauth.tls import HttpServerTls
 
 log = logging.getLogger("m2mauth.http")
 
@@ -37,6 +38,17 @@ class HttpServer:
     port: int
     _server: _ThreadedServer
     _thread: threading.Thread
+    _loop: asyncio.AbstractEventLoop
+    tls: HttpServerTls | None = None
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls is not None else "http"
+
+    def reload_tls(self) -> None:
+        """Reload the certificate on the serving loop (see HttpServerTls.reload)."""
+        if self.tls is not None:
+            self._loop.call_soon_threadsafe(self.tls.reload)
 
     def stop(self, grace: float = 5.0) -> None:
         """Stop accepting, let in-flight requests finish (up to ``grace``), run lifespan."""
@@ -79,8 +91,9 @@ def start_http_server(
     read_timeout: float = HTTP_READ_TIMEOUT_SECONDS,
     keep_alive_timeout: int = HTTP_KEEP_ALIVE_TIMEOUT_SECONDS,
     max_connections: int = HTTP_MAX_CONNECTIONS,
+    tls: HttpServerTls | None = None,
 ) -> HttpServer:
-    """Start serving ``app`` on a socket from :func:`bind`.
+    """Start serving ``app`` on a socket from :func:`bind`; with ``tls``, HTTPS only.
 
     A request must arrive whole within ``read_timeout`` seconds
     (:mod:`m2mauth.http.connections`); an idle keep-alive connection is closed
@@ -107,13 +120,16 @@ def start_http_server(
         server_header=False,
         headers=RESPONSE_HEADERS,
         lifespan="on",
+        # uvicorn serves with the context this returns; keeping it ours is what lets
+        # a SIGHUP load a new certificate into it (HttpServerTls.reload).
+        ssl_context_factory=(lambda *_: tls.context) if tls is not None else None,
     )
     server = _ThreadedServer(config)
     started = threading.Event()
+    # uvloop: the event loop in C (uvicorn's own default when installed).
+    loop = uvloop.new_event_loop()
 
     def run() -> None:
-        # uvloop: the event loop in C (uvicorn's own default when installed).
-        loop = uvloop.new_event_loop()
         asyncio.set_event_loop(loop)
         try:
             loop.run_until_complete(_serve(server, sock, started))
@@ -124,7 +140,9 @@ def start_http_server(
     thread.start()
     if not started.wait(30):
         raise RuntimeError("the HTTP server did not start")
-    return HttpServer(port=sock.getsockname()[1], _server=server, _thread=thread)
+    return HttpServer(
+        port=sock.getsockname()[1], _server=server, _thread=thread, _loop=loop, tls=tls
+    )
 
 
 async def _serve(server: _ThreadedServer, sock: socket.socket, started: threading.Event) -> None:
