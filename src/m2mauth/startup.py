@@ -106,7 +106,11 @@ def prepare(settings: Settings) -> Prepared:
 def prepare_app(settings: Settings, *, pool_size: int | None = None) -> tuple[App, Prepared]:
     """:func:`prepare`, keeping the App to serve with in this process (not started)."""
     try:
-        store = open_store(settings.database_url, pool_size=pool_size or 2 * settings.workers + 2)
+        store = open_store(
+            settings.database_url,
+            pool_size=pool_size or 2 * settings.workers + 2,
+            timeout=settings.store_timeout_seconds,
+        )
     except UnsupportedDatabaseUrl as exc:
         raise StartupError(f"--database-url: {exc}", EXIT_BAD_SETTINGS) from None
     except DBAPIError as exc:
@@ -178,6 +182,7 @@ def start_serving(
                 settings.grpc_host,
                 settings.grpc_port,
                 workers=settings.workers,
+                health_timeout=settings.store_timeout_seconds,
                 reuse_port=reuse_port,
             )
         except RuntimeError:  # grpcio's "Failed to bind to address": it says no more
@@ -188,6 +193,7 @@ def start_serving(
                 settings.issuer,
                 shim_metrics(app),
                 trusted_proxies=parse_networks(settings.trusted_proxies),
+                ready_timeout=settings.store_timeout_seconds,
             ),
             http_socket,
             grace=settings.grace_period_seconds,
