@@ -1,4 +1,5 @@
-"""A TCP proxy the tests can cut and restore, to take a real database "down"."""
+"""A TCP proxy the tests can cut and restore, to take a real database "down", or
+pause and resume, to make it hang."""
 
 from __future__ import annotations
 
@@ -17,6 +18,9 @@ class TcpProxy:
         self._listener: socket.socket | None = None
         self._conns: list[socket.socket] = []
         self._lock = threading.Lock()
+        # Cleared while paused: bytes are read but held, in both directions.
+        self._flowing = threading.Event()
+        self._flowing.set()
         self.port = 0
 
     def start(self) -> None:
@@ -46,10 +50,10 @@ class TcpProxy:
             for src, dst in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pipe, args=(src, dst), daemon=True).start()
 
-    @staticmethod
-    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+    def _pipe(self, src: socket.socket, dst: socket.socket) -> None:
         try:
             while data := src.recv(65536):
+                self._flowing.wait()
                 dst.sendall(data)
         except OSError:
             pass
@@ -73,6 +77,17 @@ class TcpProxy:
                     conn.shutdown(socket.SHUT_RDWR)
                 conn.close()
             self._conns.clear()
+        # Pipes held by a pause now find their sockets closed, and end.
+        self._flowing.set()
 
     def restore(self) -> None:
         self.start()
+
+    def pause(self) -> None:
+        """Forward nothing, but keep every connection open and accept new ones:
+        the database 'hangs' (paused, or behind a silent network) without anything
+        on the wire saying so. What is sent meanwhile is delivered on resume."""
+        self._flowing.clear()
+
+    def resume(self) -> None:
+        self._flowing.set()

@@ -209,7 +209,11 @@ def bootstrap(
         # A connection for every thread that may hold one at once (gRPC's and the
         # shim's, ``workers`` each, plus background jobs): below that, SQLAlchemy
         # opens and closes overflow connections per request under load.
-        store = open_store(settings.database_url, pool_size=2 * settings.workers + 2)
+        store = open_store(
+            settings.database_url,
+            pool_size=2 * settings.workers + 2,
+            timeout=settings.store_timeout_seconds,
+        )
     keys = DerivedKeys.from_root(root_key)
     hasher = CredentialHasher(keys.credential_hash)
     pages = PageTokenCodec(keys.page_token)

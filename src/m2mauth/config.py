@@ -19,7 +19,12 @@ from typing import Any
 from m2mauth.client_address import parse_networks
 from m2mauth.core import defaults
 from m2mauth.core.algorithms import DEFAULT_SIGNING_ALGORITHM, SIGNING_ALGORITHMS
-from m2mauth.database_urls import MEMORY_SCHEME, UnsupportedDatabaseUrl, scheme_of
+from m2mauth.database_urls import (
+    MEMORY_SCHEME,
+    STORE_TIMEOUT_SECONDS,
+    UnsupportedDatabaseUrl,
+    scheme_of,
+)
 from m2mauth.ratelimit import REDIS_SCHEMES, UnsupportedRateLimitUrl
 
 DEV_DATA_DIR = Path("var")
@@ -91,6 +96,13 @@ class Settings:
         "",
         "SQLAlchemy URL of the store: sqlite:///path/to.db or "
         "postgresql://user@host/db. Default with --dev: sqlite under ./var.",
+    )
+    store_timeout_seconds: float = setting(
+        STORE_TIMEOUT_SECONDS,
+        "Longest wait on the database (for a pooled connection, a lock, an answer) before "
+        "the call fails with UNAVAILABLE / 503; health and /readyz report the store down "
+        "when a probe takes longer. Opening a new PostgreSQL connection may take 2 s "
+        "whatever this is (libpq's minimum).",
     )
     grpc_host: str = setting("127.0.0.1", "Address the gRPC server binds.")
     grpc_port: int = setting(50051, "gRPC port; 0 picks a free one.")
@@ -397,6 +409,8 @@ class Settings:
         if not 0 <= self.audit_retention_days <= 36500:
             out.append("--audit-retention-days must be between 0 (keep for ever) and 36500")
         out += self._limit_problems()
+        if not 0.1 <= self.store_timeout_seconds <= 600:
+            out.append("--store-timeout-seconds must be between 0.1 and 600")
         if not 1 <= self.processes <= 256:
             out.append("--processes must be between 1 and 256")
         if self.metrics_port and self.metrics_port + self.processes - 1 > 65535:

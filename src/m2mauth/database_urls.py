@@ -1,4 +1,5 @@
-"""Which database a URL names, and the one-line error for one m2mauth cannot open.
+"""Which database a URL names, the one-line error for one m2mauth cannot open, and
+how long a wait on the database may last by default.
 
 Apart from :mod:`m2mauth.store` so that settings can be checked without
 loading any store.
@@ -43,3 +44,9 @@ def redact(url: str) -> str:
         user = creds.split(":", 1)[0]
         return f"{scheme}{sep}{user}:***@{host}" if ":" in creds else url
     return url
+
+
+# How long one wait on the database may last before the store gives up and
+# reports it unavailable (the --store-timeout-seconds default). Here, and not
+# in m2mauth.store, so that settings can name it without loading SQLAlchemy.
+STORE_TIMEOUT_SECONDS = 2.0

@@ -122,7 +122,11 @@ def prepare_app(settings: Settings, *, pool_size: int | None = None) -> tuple[Ap
     """:func:`prepare`, keeping the App to serve with in this process (not started)."""
     listener_tls(settings)  # a bad certificate is said before any other work
     try:
-        store = open_store(settings.database_url, pool_size=pool_size or 2 * settings.workers + 2)
+        store = open_store(
+            settings.database_url,
+            pool_size=pool_size or 2 * settings.workers + 2,
+            timeout=settings.store_timeout_seconds,
+        )
     except UnsupportedDatabaseUrl as exc:
         raise StartupError(f"--database-url: {exc}", EXIT_BAD_SETTINGS) from None
     except DBAPIError as exc:
@@ -204,6 +208,7 @@ def start_serving(
                 settings.grpc_host,
                 settings.grpc_port,
                 workers=settings.workers,
+                health_timeout=settings.store_timeout_seconds,
                 reuse_port=reuse_port,
                 max_concurrent_rpcs=settings.max_concurrent_rpcs,
                 tls=grpc_tls,
@@ -217,6 +222,7 @@ def start_serving(
                 settings.issuer,
                 metrics,
                 trusted_proxies=parse_networks(settings.trusted_proxies),
+                ready_timeout=settings.store_timeout_seconds,
             ),
             http_socket,
             grace=settings.grace_period_seconds,

@@ -20,6 +20,7 @@ from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_g
 
 from m2mauth.config import MAX_CONCURRENT_RPCS
 from m2mauth.core.errors import StoreUnavailable
+from m2mauth.database_urls import STORE_TIMEOUT_SECONDS
 from m2mauth.grpc.admin_key_servicer import AdminKeyServicer
 from m2mauth.grpc.key_servicer import KeyServicer
 from m2mauth.grpc.malformed import MalformedRequestInterceptor
@@ -84,30 +85,64 @@ def add_reflection(server: grpc.Server, service_names: tuple[str, ...]) -> None:
 
 
 class StoreHealthWatcher:
-    """Reports NOT_SERVING while the store is unreachable, SERVING when it is back.
+    """Reports NOT_SERVING while the store is unreachable or hung, SERVING when it is back.
 
     grpc.health.v1 (overall "" and each service) follows the store without a
     restart, so load balancers route around a replica that lost its database.
+    A probe that has not answered within ``timeout`` seconds counts as a
+    failure: it runs on a thread of its own, so that a hung database cannot
+    hang the watcher, and no second probe starts while one is still waiting.
     """
 
     def __init__(
-        self, probe: Callable[[], None], servicer: health.HealthServicer, interval: float
+        self,
+        probe: Callable[[], None],
+        servicer: health.HealthServicer,
+        interval: float,
+        timeout: float = STORE_TIMEOUT_SECONDS,
     ) -> None:
         self._probe = probe
         self._health = servicer
         self._interval = interval
+        self._timeout = timeout
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="store-health", daemon=True)
+        self._pending: futures.Future[None] | None = None
         self.serving: bool | None = None
 
-    def check_once(self) -> bool:
+    def _probe_within_timeout(self) -> str:
+        """'' if the store answered in time, else why not."""
+        if self._pending is None or self._pending.done():
+            self._pending = self._start_probe()
         try:
-            self._probe()
-            ok = True
+            self._pending.result(timeout=self._timeout)
+        except futures.TimeoutError:
+            return f"no answer within {self._timeout:g} s"
         except StoreUnavailable as exc:
-            ok = False
-            if self.serving is not False:
-                log.warning("store unreachable; health NOT_SERVING: %s", exc.__cause__ or exc)
+            return str(exc.__cause__ or exc)
+        return ""
+
+    def _start_probe(self) -> futures.Future[None]:
+        # A daemon thread, not an executor's: a probe stuck past every bound must
+        # not keep the process from exiting.
+        future: futures.Future[None] = futures.Future()
+
+        def run() -> None:
+            try:
+                self._probe()
+            except BaseException as exc:  # handed to the watcher, which decides
+                future.set_exception(exc)
+            else:
+                future.set_result(None)
+
+        threading.Thread(target=run, name="store-probe", daemon=True).start()
+        return future
+
+    def check_once(self) -> bool:
+        failure = self._probe_within_timeout()
+        ok = not failure
+        if not ok and self.serving is not False:
+            log.warning("store unreachable; health NOT_SERVING: %s", failure)
         if ok and self.serving is False:
             log.info("store reachable again; health SERVING")
         if not self._stop.is_set():
@@ -134,7 +169,7 @@ class StoreHealthWatcher:
     def stop(self) -> None:
         self._stop.set()
         if self._thread.is_alive():
-            self._thread.join(timeout=self._interval + 5)
+            self._thread.join(timeout=self._interval + self._timeout + 5)
 
 
 @dataclass(frozen=True)
@@ -181,6 +216,7 @@ def create_server(
     *,
     workers: int = 8,
     health_interval: float = 2.0,
+    health_timeout: float = STORE_TIMEOUT_SECONDS,
     reuse_port: bool = False,
     max_concurrent_rpcs: int = MAX_CONCURRENT_RPCS,
     tls: GrpcServerTls | None = None,
@@ -188,11 +224,12 @@ def create_server(
     """Build and start the server; port 0 binds a free port (returned).
 
     ``store_probe`` raises StoreUnavailable while the store is unreachable;
-    health follows it. ``reuse_port``: worker processes of one ``serve --processes N`` share the
-    port (SO_REUSEPORT); otherwise a second server on the port is an error. ``tls``:
-    serve TLS only (and mutual TLS when it has a client CA), never plaintext beside it.
-    ``max_concurrent_rpcs``: calls admitted at once, running or waiting for one of
-    the ``workers`` threads; grpcio refuses the next with RESOURCE_EXHAUSTED, so
+    health follows it, and counts a probe that takes over ``health_timeout``
+    seconds as a failure. ``reuse_port``: worker processes of one ``serve --processes N``
+    share the port (SO_REUSEPORT); otherwise a second server on the port is an error.
+    ``tls``: serve TLS only (and mutual TLS when it has a client CA), never plaintext
+    beside it. ``max_concurrent_rpcs``: calls admitted at once, running or waiting for
+    one of the ``workers`` threads; grpcio refuses the next with RESOURCE_EXHAUSTED, so
     a burst cannot queue without bound.
     """
     server = grpc.server(
@@ -227,7 +264,7 @@ def create_server(
         bound = server.add_secure_port(address, tls.credentials())
     if bound == 0:
         raise OSError(f"cannot bind gRPC to {host}:{port}")
-    watcher = StoreHealthWatcher(store_probe, health_servicer, health_interval)
+    watcher = StoreHealthWatcher(store_probe, health_servicer, health_interval, health_timeout)
     server.start()
     watcher.start()
     return GrpcServer(server=server, port=bound, health=health_servicer, watcher=watcher, tls=tls)

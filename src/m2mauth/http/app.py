@@ -11,6 +11,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
+import anyio
 from google.protobuf import json_format
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -20,6 +21,7 @@ from starlette.routing import Route
 from m2mauth.client_address import Network, client_address
 from m2mauth.core.echo import shown
 from m2mauth.core.registry import SUPPORTED
+from m2mauth.database_urls import STORE_TIMEOUT_SECONDS
 from m2mauth.http import forms
 from m2mauth.http.backend import TokenBackend
 from m2mauth.http.errors import OAuthError, invalid_request
@@ -64,9 +66,11 @@ class OAuthEndpoints:
         issuer: str,
         metrics: ShimMetrics,
         trusted_proxies: Sequence[Network] = (),
+        ready_timeout: float = STORE_TIMEOUT_SECONDS,
     ) -> None:
         self.backend = backend
         self.trusted_proxies = tuple(trusted_proxies)
+        self.ready_timeout = ready_timeout
         self.issuer = issuer.rstrip("/")
         self.metrics = metrics
         self.document = openapi_document(self.issuer)
@@ -185,7 +189,13 @@ class OAuthEndpoints:
         return PlainTextResponse("ok\n")
 
     async def readyz(self, request: Request) -> Response:
-        if await self.backend.ready():
+        # A probe with a deadline: a store that does not answer in time is as
+        # unready as one that refuses, and the prober (a load balancer) must get
+        # its answer before its own timeout, not hang with the database.
+        ready = False
+        with anyio.move_on_after(self.ready_timeout):
+            ready = await self.backend.ready()
+        if ready:
             return PlainTextResponse("ready\n")
         return PlainTextResponse("store unavailable\n", status_code=503)
 
@@ -205,8 +215,11 @@ def create_http_app(
     metrics: ShimMetrics | None = None,
     *,
     trusted_proxies: Sequence[Network] = (),
+    ready_timeout: float = STORE_TIMEOUT_SECONDS,
 ) -> Starlette:
-    e = OAuthEndpoints(backend, issuer, metrics or ShimMetrics(), trusted_proxies)
+    """``ready_timeout``: /readyz answers 503 when the store has not answered
+    within this many seconds."""
+    e = OAuthEndpoints(backend, issuer, metrics or ShimMetrics(), trusted_proxies, ready_timeout)
     routes = [
         Route("/oauth2/token", e.observed("token", e.token), methods=["POST"]),
         Route(

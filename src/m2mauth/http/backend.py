@@ -200,7 +200,9 @@ class InProcessBackend:
 
     async def ready(self) -> bool:
         try:
-            await anyio.to_thread.run_sync(self._ping)
+            # Abandoned if /readyz's deadline passes first (the ping ends at the
+            # store's own bound).
+            await anyio.to_thread.run_sync(self._ping, abandon_on_cancel=True)
         except Exception:
             return False
         return True

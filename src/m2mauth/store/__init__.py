@@ -10,14 +10,20 @@ for the unit tests and for trying m2mauth out with nothing on disk.
 from __future__ import annotations
 
 from m2mauth.core.interfaces import Store
-from m2mauth.database_urls import MEMORY_SCHEME, UnsupportedDatabaseUrl, scheme_of
+from m2mauth.database_urls import (
+    MEMORY_SCHEME,
+    STORE_TIMEOUT_SECONDS,
+    UnsupportedDatabaseUrl,
+    scheme_of,
+)
 
 __all__ = ["UnsupportedDatabaseUrl", "open_store"]
 
 
-def open_store(url: str, *, pool_size: int = 10) -> Store:
+def open_store(url: str, *, pool_size: int = 10, timeout: float = STORE_TIMEOUT_SECONDS) -> Store:
     """The store a URL names. ``memory://NAME``: one in-memory database per name
-    and process, shared by every store opened on that name."""
+    and process, shared by every store opened on that name. ``timeout``: the
+    longest wait on a SQL database, in seconds (SqlStore)."""
     backend = scheme_of(url)
     if backend == MEMORY_SCHEME:
         from m2mauth.store.memory import MemoryStore, named_database  # noqa: PLC0415
@@ -27,5 +33,5 @@ def open_store(url: str, *, pool_size: int = 10) -> Store:
         # Imported here: SQLAlchemy is not needed for a memory store.
         from m2mauth.store.sql import SqlStore  # noqa: PLC0415
 
-        return SqlStore(url, pool_size=pool_size)
+        return SqlStore(url, pool_size=pool_size, timeout=timeout)
     raise UnsupportedDatabaseUrl(url)

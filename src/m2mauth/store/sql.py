@@ -33,7 +33,7 @@ from sqlalchemy import (
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql, sqlite
 
-from m2mauth.core.blocking import check_may_block
+from m2mauth.core.blocking import WouldBlock, check_may_block, may_block
 from m2mauth.core.changes import Change, ChangeFeed
 from m2mauth.core.errors import AlreadyExists, StoreUnavailable
 from m2mauth.core.interfaces import Listener, UnitOfWork
@@ -51,8 +51,15 @@ from m2mauth.core.models import (
     SigningKey,
     TokenState,
 )
+from m2mauth.database_urls import STORE_TIMEOUT_SECONDS
 from m2mauth.store import schema
-from m2mauth.store.engine import READ_ONLY, create_store_engine
+from m2mauth.store.engine import (
+    IDLE_IN_TRANSACTION_BOUNDS,
+    READ_ONLY,
+    WAIT_BOUND,
+    create_store_engine,
+    is_sqlite_busy,
+)
 from m2mauth.store.tables import (
     UtcDateTime,
     admin_keys,
@@ -124,10 +131,16 @@ def _store_errors() -> Iterator[None]:
     """Translate database failures into the core's errors.
 
     Unique violations become AlreadyExists. Any other driver error (cannot
-    connect, connection lost, database locked, disk full, not a database...)
-    and an exhausted pool become StoreUnavailable, so that no caller can read
-    a failure as "not found". Other integrity errors (a foreign key or NOT
-    NULL violation) are bugs or races the core must not hide: they propagate.
+    connect, connection lost, database locked, a wait past the bound, disk
+    full, not a database...) and an exhausted pool become StoreUnavailable, so
+    that no caller can read a failure as "not found". Other integrity errors
+    (a foreign key or NOT NULL violation) are bugs or races the core must not
+    hide: they propagate.
+
+    Except where blocking is not allowed (an event loop): there SQLite does not
+    wait for a lock at all (engine.py), and "database is locked" becomes
+    WouldBlock, so that the caller runs the read again on a thread, where it
+    may wait for the bound.
     """
     try:
         yield
@@ -137,6 +150,8 @@ def _store_errors() -> Iterator[None]:
             raise
         raise AlreadyExists(*unique) from exc
     except (sa_exc.DBAPIError, sa_exc.TimeoutError) as exc:
+        if not may_block() and is_sqlite_busy(exc):
+            raise WouldBlock from exc
         raise StoreUnavailable() from exc
 
 
@@ -188,13 +203,19 @@ _TOKEN_STATE_NO_JTI = _token_state_statement(false())
 class SqlStore:
     """The store on ``sqlite:///path/to/file.db`` or ``postgresql://user@host/db``.
 
-    Connections are pooled (``pool_size`` per process). The schema is not
-    checked here: the server calls :meth:`check_schema` at start.
+    Connections are pooled (``pool_size`` per process). No wait on the database
+    (for a pooled connection, to connect, for a lock, for an answer) lasts
+    longer than ``timeout`` seconds: past it the call fails with
+    StoreUnavailable (engine.py says how). The schema is not checked here: the
+    server calls :meth:`check_schema` at start.
     """
 
-    def __init__(self, url: str, *, pool_size: int = 10) -> None:
+    def __init__(
+        self, url: str, *, pool_size: int = 10, timeout: float = STORE_TIMEOUT_SECONDS
+    ) -> None:
         self.url = url
-        self._engine = create_store_engine(url, pool_size=pool_size)
+        self.timeout = timeout
+        self._engine = create_store_engine(url, pool_size=pool_size, timeout=timeout)
         # Feeds of this process, told of its own commits at once (see listen).
         self._local_feeds: list[ChangeFeed] = []
         self.reads_block = self._engine.dialect.name != "sqlite"
@@ -204,7 +225,7 @@ class SqlStore:
         """One connection and one transaction: commit on normal exit, else roll back."""
         check_may_block()
         with _store_errors(), self._engine.begin() as connection:
-            uow = _SqlUnitOfWork(connection)
+            uow = _SqlUnitOfWork(connection, self.timeout)
             yield uow
         # Committed. This process's own caches learn of its changes now, before
         # the call returns (read your writes); other processes through the feed.
@@ -222,7 +243,10 @@ class SqlStore:
         An SQLite read is a library call on a local file that waits for no lock
         in WAL mode (tens of microseconds), so it may run where blocking is not
         allowed (m2mauth.core.blocking): handing it to a thread costs more than
-        it does. A PostgreSQL read is a network round trip, and may not.
+        it does. A PostgreSQL read is a network round trip, and may not. Should
+        an SQLite read find the database locked all the same (another process
+        holds it exclusively, or is recovering it), it raises WouldBlock there
+        instead of waiting, and runs again on a thread.
         """
         options: dict[str, Any] = {READ_ONLY: True}
         if self.reads_block:
@@ -232,10 +256,10 @@ class SqlStore:
             options["isolation_level"] = "AUTOCOMMIT"
         with _store_errors(), self._engine.connect().execution_options(**options) as connection:
             if self.reads_block:
-                yield _SqlUnitOfWork(connection)
+                yield _SqlUnitOfWork(connection, self.timeout)
             else:
                 with connection.begin():  # SQLite: one snapshot for the whole read
-                    yield _SqlUnitOfWork(connection)
+                    yield _SqlUnitOfWork(connection, self.timeout)
 
     def ping(self) -> None:
         """Raise StoreUnavailable unless the database answers (a read: it never
@@ -276,8 +300,9 @@ class _SqlUnitOfWork:
     on any error, so the caller must let the exception leave the ``with`` block.
     """
 
-    def __init__(self, connection: Connection) -> None:
+    def __init__(self, connection: Connection, timeout: float) -> None:
         self._connection = connection
+        self._timeout = timeout
         self._postgres = connection.dialect.name == "postgresql"
         self.announced: list[Change] = []
 
@@ -619,7 +644,24 @@ class _SqlUnitOfWork:
         # reads that follow see what the previous holder committed, because
         # PostgreSQL's default READ COMMITTED takes a new snapshot per statement.
         if self._postgres:
-            self._rows(select(func.pg_advisory_xact_lock(SIGNING_KEYS_LOCK_KEY)))
+            # The holder may be another process generating keys under this lock
+            # (RSA: up to a second on a busy host), so the wait gets a longer bound
+            # than a request's: the one after which the server ends a holder's
+            # transaction that has sent nothing (idle_in_transaction_session_timeout).
+            # SET LOCAL: until the end of this transaction only.
+            bound = self._timeout * IDLE_IN_TRANSACTION_BOUNDS
+            milliseconds = str(round(bound * 1000))
+            self._rows(
+                select(
+                    func.set_config("lock_timeout", milliseconds, True),
+                    func.set_config("statement_timeout", milliseconds, True),
+                )
+            )
+            self._rows(
+                select(func.pg_advisory_xact_lock(SIGNING_KEYS_LOCK_KEY)).execution_options(
+                    **{WAIT_BOUND: bound}
+                )
+            )
 
     def list_signing_keys(self) -> list[SigningKey]:
         query = select(signing_keys).order_by(signing_keys.c.id.desc())
