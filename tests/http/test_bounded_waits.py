@@ -37,8 +37,11 @@ def test_a_locked_sqlite_database_does_not_stall_the_loop(sqlite_url: str) -> No
             try:
                 locker.isolation_level = None
                 locker.execute("PRAGMA locking_mode=EXCLUSIVE")
-                # Only a database nobody has open can be taken exclusively: close
-                # the store's pooled connections (it opens new ones when asked).
+                # Only a database nobody has open can be taken exclusively: stop the
+                # change feed's listener (its own connection; the caches then read
+                # the store) and close the store's pooled connections (it opens new
+                # ones when asked).
+                shim.container.changes.close()
                 store.close()
                 locker.execute("BEGIN EXCLUSIVE")
                 answer: list[tuple[int, float]] = []

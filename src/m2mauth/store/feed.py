@@ -119,6 +119,9 @@ class SqliteListener(_Loop):
             version = None
             while not self._stop.wait(POLL_SECONDS):
                 now = connection.exec_driver_sql("PRAGMA data_version").scalar_one()
+                # Hold no transaction between polls: an open read would pin a
+                # snapshot and keep locks other connections may need.
+                connection.commit()
                 if now == version:
                     continue
                 version = now
