@@ -1,5 +1,5 @@
 """The process lifecycle as operators meet it: SIGTERM under load and during a
-database hang, a supervisor killed at any moment.
+database hang, a supervisor killed at any moment, an edge whose core restarts.
 
 Real processes, real sockets, real SQLite. The database "hangs" by the test
 holding SQLite's writer lock: a write (a revocation) then waits for it, up to
@@ -417,3 +417,76 @@ def test_sigterm_during_a_database_hang_answers_503_within_the_grace_period(
     assert watch.not_serving_at - signalled < 0.5, watch.not_serving_at - signalled
     print(f"stopped {took:.2f} s after SIGTERM, with {grace:g} s of grace")
     assert took < grace + 0.3 + MARGIN, f"took {took:.2f} s"
+
+
+# --- the edge and its core ----------------------------------------------------------
+
+
+def start_edge(core_port: int, cwd: Path) -> tuple[subprocess.Popen[str], str]:
+    edge = subprocess.Popen(
+        [
+            *M2MAUTH,
+            "serve-http",
+            "--upstream",
+            f"127.0.0.1:{core_port}",
+            "--http-port",
+            "0",
+            "--metrics-port",
+            "0",
+        ],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=clean_env(),
+    )
+    assert edge.stdout is not None
+    for line in edge.stdout:
+        if line.startswith("OAuth over HTTP on "):
+            return edge, line.split()[4].rstrip(",")
+    edge.kill()
+    raise AssertionError(f"the edge did not start: {edge.stderr.read() if edge.stderr else ''}")
+
+
+def test_edge_answers_again_within_a_second_or_so_of_its_core_coming_back(
+    tmp_path: Path,
+) -> None:
+    """The core stops for a while (the edge answers 503 meanwhile, and keeps trying);
+    once it serves again on the same port, the edge issues tokens within ~1 s, not
+    after grpcio's default reconnect backoff (up to 2 minutes)."""
+    core = start(["--dev", *PORTS_0, "--grace-period-seconds", "1"], tmp_path)
+    client = new_client(core)
+    edge, edge_url = start_edge(core.port, tmp_path)
+    auth = (client.client_id, client.secret)
+    form = {"grant_type": "client_credentials"}
+    try:
+        with httpx.Client(base_url=edge_url, timeout=10) as http:
+            assert http.post("/oauth2/token", data=form, auth=auth).status_code == 200
+            assert http.get("/readyz").status_code == 200
+            core.process.send_signal(signal.SIGTERM)
+            core.process.wait(timeout=10)
+            # Down for a while, with traffic: grpcio backs off further each time.
+            down_until = time.monotonic() + 8
+            while time.monotonic() < down_until:
+                r = http.post("/oauth2/token", data=form, auth=auth)
+                assert r.status_code == 503, r.text
+                assert r.json()["error"] == "temporarily_unavailable"
+                time.sleep(0.2)
+            assert http.get("/readyz").status_code == 503
+
+            # The same port, which the kernel chose for the first core: the edge's
+            # --upstream names it.
+            core = start(["--dev", "--grpc-port", str(core.port), "--http-port", "0"], tmp_path)
+            back = time.monotonic()
+            while http.post("/oauth2/token", data=form, auth=auth).status_code != 200:
+                assert time.monotonic() - back < 20, "the edge never recovered"
+                time.sleep(0.05)
+            recovered = time.monotonic() - back
+            assert http.get("/readyz").status_code == 200
+        print(f"edge recovered {recovered:.2f} s after the core was back")
+        assert recovered < 2.5, f"the edge took {recovered:.2f} s to use the core again"
+    finally:
+        edge.terminate()
+        core.process.terminate()
+        edge.wait(timeout=30)
+        core.process.wait(timeout=30)
