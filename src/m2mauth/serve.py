@@ -246,8 +246,12 @@ def run_http_edge(settings: Settings, stop: threading.Event, echo: Echo = print)
     echo("Press Ctrl+C to stop.")
     stop.wait()
     uninstall()
-    http_server.stop(settings.grace_period_seconds)
-    metrics_server.stop(1)
+    # As a full server does (startup.start_serving): /readyz 503 first, then the
+    # drain, bounded by the grace period.
+    http_server.begin_stop(settings.grace_period_seconds)
+    metrics_server.begin_stop(1)
+    http_server.wait_stopped()
+    metrics_server.wait_stopped()
     for sock in sockets:
         sock.close()
     return 0

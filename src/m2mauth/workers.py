@@ -14,15 +14,27 @@ reloads its TLS certificates.
 
 Workers are started with ``spawn`` (never ``fork``: grpcio does not survive a
 fork after it started threads) and restarted if one dies.
+
+A worker never outlives its supervisor, whenever the supervisor dies (SIGKILL,
+the OOM killer), even while the worker is still starting: on Linux the kernel
+sends it SIGTERM when the supervisor dies (PR_SET_PDEATHSIG, asked for as the
+worker's first act, after which it checks that the supervisor has not died
+already); everywhere, a thread waits on multiprocessing's pipe from the
+supervisor, which reads end-of-file when the supervisor is gone. Either way the
+worker stops gracefully, and exits anyway once the grace period and a margin
+are over.
 """
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import multiprocessing
+import multiprocessing.connection
 import multiprocessing.synchronize
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -40,18 +52,31 @@ RESTART_BACKOFF_SECONDS = 1.0
 CTX = multiprocessing.get_context("spawn")
 
 
-def worker_main(prepared: Prepared, index: int, ready: multiprocessing.synchronize.Event) -> None:
-    """The body of one worker process."""
+# Beyond the grace period: what a worker may take to stop (closing the store,
+# the final flush) before the supervisor kills it, or an orphan exits on its own.
+STOP_MARGIN_SECONDS = 10.0
+# prctl(2): "the signal that the calling process will get when its parent dies".
+PR_SET_PDEATHSIG = 1
+EXIT_ORPHANED = 4
+
+
+def worker_main(
+    prepared: Prepared,
+    index: int,
+    ready: multiprocessing.synchronize.Event,
+    supervisor: int,
+) -> None:
+    """The body of one worker process; ``supervisor`` is the pid that spawned it."""
+    # First of all: from here on the kernel ends this worker with its supervisor.
+    _signal_on_parent_death(signal.SIGTERM)
+    if os.getppid() != supervisor:
+        # The supervisor died before the line above (while this process was being
+        # spawned or importing): nobody will signal it, so it leaves now.
+        raise SystemExit(EXIT_ORPHANED)
     settings = prepared.settings
     logs.configure(settings.log_level, settings.log_format)
     stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        # SIGINT too: Ctrl+C in a terminal reaches the whole process group, and
-        # the parent then asks for the same graceful stop with SIGTERM.
-        signal.signal(sig, lambda *_: stop.set())
-    threading.Thread(
-        target=_stop_when_orphaned, args=(os.getppid(), stop), name="orphan-watch", daemon=True
-    ).start()
+    _stop_on_signal_or_orphaned(stop, settings.grace_period_seconds + STOP_MARGIN_SECONDS)
     # A SIGHUP forwarded before this worker can reload must not end it (the default).
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     try:
@@ -71,13 +96,53 @@ def worker_main(prepared: Prepared, index: int, ready: multiprocessing.synchroni
     metrics_sock.close()
 
 
-def _stop_when_orphaned(parent: int, stop: threading.Event) -> None:
-    # A parent killed without a chance to stop us (SIGKILL, OOM) must not leave
-    # workers serving on the ports: when re-parented, stop too.
-    while not stop.wait(1.0):
-        if os.getppid() != parent:
-            log.error("the parent process is gone; stopping")
-            stop.set()
+def _signal_on_parent_death(sig: int) -> None:
+    """Ask the kernel for ``sig`` when the parent dies (Linux). Elsewhere, or if
+    refused, the pipe watched by :func:`_stop_on_signal_or_orphaned` still ends
+    the worker."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0) != 0:
+            log.warning("prctl(PR_SET_PDEATHSIG) failed: %s", os.strerror(ctypes.get_errno()))
+    except (OSError, AttributeError) as exc:  # no libc, or no prctl in it
+        log.warning("prctl(PR_SET_PDEATHSIG) is unavailable: %s", exc)
+
+
+def _stop_on_signal_or_orphaned(stop: threading.Event, deadline: float) -> None:
+    """Set ``stop`` on SIGTERM or SIGINT, or when the supervisor is gone; then exit
+    anyway after ``deadline`` seconds, as nobody may be left to kill this worker.
+
+    The signal handler only writes to a pipe: a handler that set the Event itself
+    could run inside ``stop.set()`` on the main thread and deadlock on its lock
+    (see m2mauth.cli.stop_on_signals), and a worker gets a signal twice when
+    Ctrl+C reaches the whole process group and the supervisor then sends SIGTERM.
+    """
+    signalled, wake = os.pipe()
+
+    def on_signal(*_: object) -> None:
+        os.write(wake, b"!")
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        # SIGINT too: Ctrl+C in a terminal reaches the whole process group, and
+        # the parent then asks for the same graceful stop with SIGTERM.
+        signal.signal(sig, on_signal)
+    parent = multiprocessing.parent_process()
+    # multiprocessing's own pipe from the supervisor: end-of-file once it is gone,
+    # however it died. (None only outside a spawned process, as in tests.)
+    watched: list[int] = [signalled] + ([parent.sentinel] if parent is not None else [])
+
+    def watch() -> None:
+        woken = multiprocessing.connection.wait(watched)
+        if signalled not in woken:
+            log.error("the supervisor is gone; stopping")
+        stop.set()
+        time.sleep(deadline)
+        log.error("still stopping after %g s; exiting", deadline)
+        os._exit(EXIT_ORPHANED)
+
+    threading.Thread(target=watch, name="stop-watch", daemon=True).start()
 
 
 class Workers:
@@ -88,9 +153,12 @@ class Workers:
 
     def _spawn(self, index: int) -> tuple[SpawnProcess, multiprocessing.synchronize.Event]:
         ready = CTX.Event()
+        # The worker is signalled when the thread spawning it ends (PR_SET_PDEATHSIG
+        # follows the thread): the main thread at start, the watch thread for a
+        # restart; both last until the workers are asked to stop anyway.
         proc = CTX.Process(
             target=worker_main,
-            args=(self._prepared, index, ready),
+            args=(self._prepared, index, ready, os.getpid()),
             name=f"m2mauth-worker-{index}",
             daemon=False,
         )
@@ -130,7 +198,7 @@ class Workers:
             if proc.is_alive() and proc.pid is not None:
                 proc.terminate()  # SIGTERM: the worker's graceful stop
         for proc in self._procs:
-            proc.join(grace + 10)
+            proc.join(grace + STOP_MARGIN_SECONDS)
             if proc.is_alive():
                 log.error("worker %s did not stop in time; killing it", proc.name)
                 proc.kill()
@@ -146,15 +214,19 @@ def serve_workers(
     workers = Workers(prepared)
     workers.start()
     uninstall = on_sighup(workers.forward_sighup)
-    scheme = "https" if settings.http_tls() else "http"
-    banner(
-        (
-            f"{settings.grpc_host}:{settings.grpc_port}",
-            f"{scheme}://{settings.http_host}:{settings.http_port}",
+    try:
+        scheme = "https" if settings.http_tls() else "http"
+        banner(
+            (
+                f"{settings.grpc_host}:{settings.grpc_port}",
+                f"{scheme}://{settings.http_host}:{settings.http_port}",
+            )
         )
-    )
-    stop.wait()
-    uninstall()
-    log.info("stopping %d workers", settings.processes)
-    workers.stop(settings.grace_period_seconds)
+        stop.wait()
+    finally:
+        # Also when the banner fails (stdout closed): otherwise the interpreter's exit
+        # waits for the non-daemon workers, which serve on, forever.
+        uninstall()
+        log.info("stopping %d workers", settings.processes)
+        workers.stop(settings.grace_period_seconds)
     return 0

@@ -11,7 +11,7 @@ import logging
 import threading
 from collections.abc import Callable
 from concurrent import futures
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import grpc
 from google.rpc import error_details_pb2, status_pb2
@@ -191,21 +191,38 @@ class GrpcServer:
     health: health.HealthServicer
     watcher: StoreHealthWatcher
     tls: GrpcServerTls | None = None
-    _stopped: threading.Event = field(default_factory=threading.Event)
+    _not_serving: bool = False
+    _stopped: threading.Event | None = None
 
     def reload_tls(self) -> None:
         """Read the certificate files again; new handshakes present what they hold."""
         if self.tls is not None:
             self.tls.reload()
 
+    def not_serving(self) -> None:
+        """grpc.health.v1 says NOT_SERVING (overall and every service) from now on,
+        whatever the store does; calls are still served."""
+        if self._not_serving:
+            return
+        self._not_serving = True
+        # The health servicer ignores every later set(): the watcher cannot undo it.
+        self.health.enter_graceful_shutdown()
+        # Its thread may be waiting for a hung database: stopped beside, so that the
+        # drain does not wait for it.
+        threading.Thread(target=self.watcher.stop, name="store-health-stop", daemon=True).start()
+
+    def begin_stop(self, grace: float) -> threading.Event:
+        """NOT_SERVING, then stop accepting calls and let those in flight finish
+        within ``grace`` seconds (grpcio cancels the rest). Returns at once; the
+        Event is set once stopped."""
+        if self._stopped is None:
+            self.not_serving()
+            self._stopped = self.server.stop(grace)
+        return self._stopped
+
     def stop(self, grace: float) -> None:
         """Graceful stop: NOT_SERVING first, then let in-flight calls finish."""
-        if self._stopped.is_set():
-            return
-        self._stopped.set()
-        self.watcher.stop()
-        self.health.enter_graceful_shutdown()
-        self.server.stop(grace).wait()
+        self.begin_stop(grace).wait()
 
 
 def create_server(
