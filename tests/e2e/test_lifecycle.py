@@ -37,6 +37,10 @@ pytestmark = pytest.mark.skipif(
 )
 
 PORTS_0 = ["--grpc-port", "0", "--http-port", "0"]
+# The slow calls below wait on a locked database for longer than the default
+# --store-timeout-seconds (2 s); a longer bound lets them outlive the grace period
+# instead of failing fast with UNAVAILABLE, which is what these tests measure.
+SLOW_STORE = ["--dev", *PORTS_0, "--store-timeout-seconds", "30"]
 # What shutdown may take beyond the grace period: starting the drain, closing the
 # listeners, the final flush on an idle database, the interpreter's exit.
 MARGIN = 1.5
@@ -339,7 +343,7 @@ def test_sigterm_under_load_loses_no_request_in_flight(tmp_path: Path) -> None:
     listeners still drain; every call sent before the signal succeeds; the whole
     stop takes the slowest call, not one transport's drain after the other's."""
     grace = 4.0
-    served = start(["--dev", *PORTS_0, "--grace-period-seconds", str(grace)], tmp_path)
+    served = start([*SLOW_STORE, "--grace-period-seconds", str(grace)], tmp_path)
     client = new_client(served)
     load = Load(served, client, issue(served, client))
     slow = SlowCalls(served, client)
@@ -385,7 +389,7 @@ def test_sigterm_during_a_database_hang_answers_503_within_the_grace_period(
     one gets RFC 6749's JSON 503 (never a plain-text 500), and the server is gone
     within the grace period plus a small margin, not twice the grace period."""
     grace = 3.0
-    served = start(["--dev", *PORTS_0, "--grace-period-seconds", str(grace)], tmp_path)
+    served = start([*SLOW_STORE, "--grace-period-seconds", str(grace)], tmp_path)
     client = new_client(served)
     slow = SlowCalls(served, client)
     watch = HealthWatch(served.port)
