@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
+import select
 import shutil
 import signal
 import socket
 import ssl
 import subprocess
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -64,6 +67,24 @@ def serial_served(port: int, ca: TestCA, alpn: str = "http/1.1") -> int:
         der = tls.getpeercert(binary_form=True)
     assert der is not None
     return x509.load_der_x509_certificate(der).serial_number
+
+
+def stderr_until(served: Served, needle: str, count: int, timeout: float = 10.0) -> str:
+    """What the server wrote to stderr up to the ``count``-th line holding ``needle``
+    (or until ``timeout``); ``stop`` reads the rest, so the two join into the whole."""
+    assert served.process.stderr is not None
+    fd = served.process.stderr.fileno()
+    got = b""
+    deadline = time.monotonic() + timeout
+    while got.decode(errors="replace").count(needle) < count:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 or not select.select([fd], [], [], remaining)[0]:
+            break
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            break
+        got += chunk
+    return got.decode(errors="replace")
 
 
 def http_port(served: Served) -> int:
@@ -172,6 +193,7 @@ def test_sighup_reloads_certificates_without_dropping_connections(
     first = ca.issue("server", serial=0xA1)
     served = start(["--dev", *PORTS_0, *tls_args(first)], tmp_path)
     port = http_port(served)
+    early = ""
     try:
         assert serial_served(port, ca) == 0xA1
         assert serial_served(served.port, ca, "h2") == 0xA1
@@ -204,6 +226,9 @@ def test_sighup_reloads_certificates_without_dropping_connections(
         bad = ca.issue("mismatched", serial=0xC3)
         first.cert_path.write_bytes(bad.cert_pem())
         served.process.send_signal(signal.SIGHUP)
+        # Both listeners must have read the mismatched pair before it is overwritten,
+        # or the first reload may already see the expired one.
+        early = stderr_until(served, "keeping the current certificate", count=2)
         expired = ca.issue(
             "expired",
             serial=0xD4,
@@ -216,6 +241,7 @@ def test_sighup_reloads_certificates_without_dropping_connections(
         assert serial_served(served.port, ca, "h2") == 0xB2
     finally:
         code, stderr = stop(served)
+    stderr = early + stderr
     assert code == 0, stderr
     refused = [line for line in stderr.splitlines() if "keeping the current certificate" in line]
     # Both bad reloads, on both listeners, each said in one line.
