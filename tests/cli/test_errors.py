@@ -177,7 +177,7 @@ PEM_ARMOUR = "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n"
     ("args", "exit_code"),
     [
         (["--admin-key", "k", "--server", "127.0.0.1:1"], 3),
-        (["--admin-key", "k", "--server", "nohost.invalid:50051"], 3),
+        (["--admin-key", "k", "--server", "nohost.invalid:1"], 3),
         (["--admin-key", "k", "--server", "127.0.0.1:1", "--tls"], 3),
         (["--admin-key", "k", "--server", "127.0.0.1:1", "--ca-file", "NOT_PEM"], 2),
         # PEM armour around garbage: gRPC core itself fails to load it, and says so.

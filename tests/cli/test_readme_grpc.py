@@ -14,10 +14,12 @@ import sys
 from pathlib import Path
 
 from tests.e2e.test_serve import clean_env, new_client, start, stop
+from tests.settings_defaults import setting_default
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 SECTION = "## gRPC in 30 seconds"
-README_TARGET = '"127.0.0.1:50051"'
+# The README speaks to a server started with the defaults.
+README_TARGET = f'"127.0.0.1:{setting_default("grpc_port")}"'
 
 
 def grpc_block() -> str:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from m2mauth.verify import TokenVerifier
 from tests.e2e.test_serve import clean_env, start, stop
+from tests.settings_defaults import setting_default
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 SECTION = "## Quick start from the terminal"
@@ -48,7 +49,8 @@ def test_the_quickstart_block_covers_the_issue() -> None:
         assert step in commands, step
 
 
-README_HTTP = "http://127.0.0.1:8080"
+# The README speaks to a server started with the defaults.
+README_HTTP = f"http://127.0.0.1:{setting_default('http_port')}"
 
 
 def test_every_quickstart_line_succeeds_against_a_real_server(tmp_path: Path) -> None:
@@ -63,7 +65,7 @@ def test_every_quickstart_line_succeeds_against_a_real_server(tmp_path: Path) ->
     )
 
     served = start(["--dev", "--grpc-port", "0", "--http-port", "0"], tmp_path)
-    # The server in the test listens on a free port, not the README's 8080.
+    # The server in the test listens on a free port, not the README's default.
     script = script.replace(README_HTTP, served.http_url)
     try:
         assert served.admin_key, served.stdout
