@@ -117,6 +117,20 @@ class TokenComponents:
             failure_recorder(self.failures, self.fingerprint, action, source),
         )
 
+    def caller(
+        self,
+        credentials: ClientCredentials,
+        action: str,
+        source: str,
+        otherwise: Callable[[], Caller],
+    ) -> Caller:
+        """Who asks to introspect or revoke: a request with client credentials (of any
+        registered method) is the client's own; one without is authorized by
+        ``otherwise`` (an admin key). RFC 7662 section 2.1, RFC 7009 section 2.1."""
+        if self.clients.presented(credentials):
+            return self.authenticate_client(credentials, action, source)
+        return otherwise()
+
     def introspect(self, token: str, caller: Caller) -> dict[str, Any]:
         return self.introspector.introspect(token, caller)
 

@@ -28,11 +28,7 @@ class AdminKeyServicer(pb_grpc.AdminKeyServiceServicer):
             wanted.name,
             wanted.organization_id or None,
             convert.admin_key_role(wanted.role),
-            (
-                convert.to_datetime("admin_key.expire_time", wanted.expire_time)
-                if wanted.HasField("expire_time")
-                else None
-            ),
+            convert.optional_datetime("admin_key.expire_time", wanted, "expire_time"),
         )
         return pb.CreateAdminKeyResponse(admin_key=convert.admin_key(key), key=plaintext)
 
@@ -72,11 +68,7 @@ class AdminKeyServicer(pb_grpc.AdminKeyServiceServicer):
             wanted.id,
             list(request.update_mask.paths),
             wanted.name,
-            (
-                convert.to_datetime("admin_key.expire_time", wanted.expire_time)
-                if wanted.HasField("expire_time")
-                else None
-            ),
+            convert.optional_datetime("admin_key.expire_time", wanted, "expire_time"),
         )
         return pb.UpdateAdminKeyResponse(admin_key=convert.admin_key(key))
 

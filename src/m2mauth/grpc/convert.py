@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from google.protobuf import timestamp_pb2
+from google.protobuf.message import Message
 
 from m2mauth.core import models
 from m2mauth.core.errors import InvalidField
@@ -24,6 +25,14 @@ def to_datetime(field: str, ts: timestamp_pb2.Timestamp) -> datetime:
         return ts.ToDatetime(tzinfo=UTC)
     except (ValueError, OverflowError) as exc:
         raise InvalidField(field, "is not a valid timestamp") from exc
+
+
+def optional_datetime(field: str, message: Message, name: str) -> datetime | None:
+    """``message.name`` as a datetime, or None when the field is unset (proto3
+    message fields have presence, so "unset" and "the epoch" differ)."""
+    if not message.HasField(name):
+        return None
+    return to_datetime(field, getattr(message, name))
 
 
 def organization(org: models.Organization) -> resources_pb2.Organization:

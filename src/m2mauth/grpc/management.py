@@ -178,11 +178,7 @@ class ApplicationServicer(app_grpc.ApplicationServiceServicer):
         self, request: app_pb.CreateClientSecretRequest, context: grpc.ServicerContext
     ) -> app_pb.CreateClientSecretResponse:
         principal = admin_principal(self._admin_keys, context)
-        expires = (
-            convert.to_datetime("expire_time", request.expire_time)
-            if request.HasField("expire_time")
-            else None
-        )
+        expires = convert.optional_datetime("expire_time", request, "expire_time")
         secret, plaintext = self._applications.create_secret(
             principal, request.application_id, expires
         )
@@ -246,16 +242,8 @@ class AuditServicer(audit_grpc.AuditServiceServicer):
         flt = AuditFilter(
             organization_id=request.organization_id or None,
             application_id=request.application_id or None,
-            start=(
-                convert.to_datetime("start_time", request.start_time)
-                if request.HasField("start_time")
-                else None
-            ),
-            end=(
-                convert.to_datetime("end_time", request.end_time)
-                if request.HasField("end_time")
-                else None
-            ),
+            start=convert.optional_datetime("start_time", request, "start_time"),
+            end=convert.optional_datetime("end_time", request, "end_time"),
             action=request.action or None,
             actor=request.actor or None,
         )

@@ -28,11 +28,12 @@ class TokenServicer(token_grpc.TokenServiceServicer):
     def _caller(
         self, credentials: ClientCredentials, action: str, context: grpc.ServicerContext
     ) -> Caller:
-        # A request with client credentials (of any registered method) is the
-        # client's own; one without is an admin key's (RFC 7662 section 2.1).
-        if self._tokens.clients.presented(credentials):
-            return self._tokens.authenticate_client(credentials, action, peer_address(context))
-        return admin_principal(self._admin_keys, context)
+        return self._tokens.caller(
+            credentials,
+            action,
+            peer_address(context),
+            lambda: admin_principal(self._admin_keys, context),
+        )
 
     @translate_errors
     def IssueToken(

@@ -69,7 +69,6 @@ class Caller:
 
     client_id: str = ""
     client_secret: str = ""
-    used_basic: bool = False
     admin_key: str | None = None
 
 
@@ -93,7 +92,7 @@ def caller(request: Request, form: dict[str, str], *, allow_admin_key: bool) -> 
             raise invalid_request("use one client authentication method: Basic or the body")
         if body_id and body_id != client_id:
             raise invalid_request("client_id in the body differs from the Basic credentials")
-        return Caller(client_id=client_id, client_secret=client_secret, used_basic=True)
+        return Caller(client_id=client_id, client_secret=client_secret)
     if scheme.lower() == "bearer" and allow_admin_key:
         if not value:
             raise invalid_request("the Bearer authorization header is empty")
