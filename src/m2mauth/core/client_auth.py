@@ -90,10 +90,6 @@ class ClientAuthentication:
     def __init__(self, methods: Sequence[ClientAuthMethod]) -> None:
         self._methods = tuple(methods)
 
-    @property
-    def names(self) -> tuple[str, ...]:
-        return tuple(name for method in self._methods for name in method.names)
-
     def presented(self, credentials: ClientCredentials) -> bool:
         """Whether the request means to authenticate as a client (any method's
         credentials, or a client_id): then it must, and an admin key is not asked."""

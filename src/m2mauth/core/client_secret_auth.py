@@ -87,7 +87,6 @@ class ClientSecretAuth:
         self._store = store
         self._hasher = hasher
         self._clock = clock
-        self._ttl = cache_ttl_seconds
         self._size = cache_size
         self._monotonic = monotonic
         self._cache: dict[str, _Lookup] = {}
@@ -96,7 +95,7 @@ class ClientSecretAuth:
         # makes it stale (feed_cache_ttl_seconds is only a safety net), and not
         # used at all while the feed is lost. Without one: cache_ttl_seconds.
         self._freshness = freshness
-        self._feed_ttl = feed_cache_ttl_seconds
+        self._ttl = feed_cache_ttl_seconds if freshness is not None else cache_ttl_seconds
         # Bumped by every change: a lookup read before a change is not kept after it.
         self._epoch = 0
 
@@ -203,8 +202,7 @@ class ClientSecretAuth:
             self._cache.pop(client_id, None)
 
     def _load(self, client_id: str) -> _Lookup:
-        ttl = self._feed_ttl if self._freshness is not None else self._ttl
-        expires = self._monotonic() + ttl
+        expires = self._monotonic() + self._ttl
         epoch = self._epoch
         # A client_id that cannot be ours is unknown without asking the store
         # (it reveals nothing: the id grammar is public).

@@ -142,8 +142,7 @@ class FailedAttempts:
             for group in ready:
                 del self._counts[group]
             for minute in {g.minute for g in ready}:
-                if final or minute < current:
-                    self._groups_per_minute.pop(minute, None)
+                self._groups_per_minute.pop(minute, None)
         if not ready:
             return 0
         events = [self._event(group, count) for group, count in sorted(ready.items(), key=_order)]

@@ -134,23 +134,19 @@ class TokenEndpoint:
     ) -> None:
         self._clients = clients
         self._grants = {grant.grant_type: grant for grant in grants}
+        self._supported = ", ".join(self._grants)  # for the errors below
         self._throttle = throttle
         self._quota = quota
         # Given the caller's address, where to report a failed authentication.
         self._failure_sink = failure_sink
 
-    @property
-    def grant_types(self) -> tuple[str, ...]:
-        return tuple(self._grants)
-
     def issue(self, request: TokenRequest) -> IssuedToken:
         """RFC 6749 section 4.4.2 request -> section 4.4.3 response (no refresh token)."""
-        supported = ", ".join(self._grants)
         if not request.grant_type:
-            raise InvalidRequest("grant_type", f"is required; use {supported}")
+            raise InvalidRequest("grant_type", f"is required; use {self._supported}")
         grant = self._grants.get(request.grant_type)
         if grant is None:
-            raise UnsupportedGrantType(request.grant_type, supported)
+            raise UnsupportedGrantType(request.grant_type, self._supported)
         # Authenticate before judging scope or audience: an unauthenticated
         # caller learns nothing about what a client may ask for.
         sink = self._failure_sink(request.source) if self._failure_sink else None

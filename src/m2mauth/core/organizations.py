@@ -147,8 +147,8 @@ class Organizations:
             )
 
     def revoke_tokens(self, principal: Principal, org_id: str) -> datetime:
-        require(principal, WRITE)
         """Kill switch: every token of the organization issued until now is revoked."""
+        require(principal, WRITE)
         with self._store.unit_of_work() as uow:
             current = visible_organization(uow, principal, org_id)
             now = self._clock()

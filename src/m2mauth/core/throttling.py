@@ -169,19 +169,3 @@ class TokenQuota:
                 subject=f"application:{app.id}",
                 description=f"at most {limit} tokens per minute",
             )
-
-
-class NoLimits:
-    """Counters that never limit (throttling off)."""
-
-    def blocked_for(self, buckets: Sequence[Bucket]) -> list[float]:
-        return [0.0] * len(buckets)
-
-    def spend(self, buckets: Sequence[Bucket]) -> None:
-        return None
-
-    def count_in_window(self, key: str, window_seconds: int) -> tuple[int, float]:
-        return 0, float(window_seconds)
-
-    def close(self) -> None:
-        return None
