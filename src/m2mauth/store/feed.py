@@ -22,11 +22,10 @@ from sqlalchemy import Engine, func, select
 
 from m2mauth.core.changes import Change, ChangeFeed
 from m2mauth.store.engine import READ_ONLY, normalize_url
-from m2mauth.store.tables import change_log
+from m2mauth.store.tables import CHANGES_CHANNEL, change_log
 
 log = logging.getLogger("m2mauth.feed")
 
-CHANNEL = "m2mauth_changes"
 POLL_SECONDS = 0.05
 WAIT_SECONDS = 0.5
 MAX_BACKOFF_SECONDS = 2.0
@@ -88,7 +87,7 @@ class PostgresListener(_Loop):
             keepalives_interval=2,
             keepalives_count=2,
         ) as connection:
-            connection.execute(f"LISTEN {CHANNEL}")
+            connection.execute(f"LISTEN {CHANGES_CHANNEL}")
             # Subscribed: anything committed from now on arrives; empty the caches
             # of whatever came before, then trust them.
             self._feed.connected()

@@ -179,9 +179,14 @@ def _handed_out(event: AuditEvent) -> AuditEvent:
     return dataclasses.replace(event, details=dict(event.details))
 
 
-def _unstorable(*keys: str | None) -> bool:
-    """Whether a lookup key is one the SQL store answers "absent" without asking
-    (PostgreSQL refuses NUL in text, see sql._unstorable): answer the same."""
+def unstorable(*keys: str | None) -> bool:
+    """Whether a lookup key can never have been stored.
+
+    PostgreSQL refuses NUL characters in text, even as a query parameter, with
+    an error that would read as "store unavailable". A key containing one
+    (say, a client_id sent by a caller) can only be absent: every store answers
+    that without asking, so they all agree.
+    """
     return any(key is not None and "\x00" in key for key in keys)
 
 
@@ -372,13 +377,13 @@ class _MemoryUnitOfWork:
 
     def get_organization(self, org_id: str) -> Organization | None:
         t = self._read()
-        return None if _unstorable(org_id) else t.organizations.get(org_id)
+        return None if unstorable(org_id) else t.organizations.get(org_id)
 
     def list_organizations(
         self, *, after_id: str | None, limit: int, only_id: str | None = None
     ) -> list[Organization]:
         t = self._read()
-        if _unstorable(after_id, only_id):
+        if unstorable(after_id, only_id):
             return []
         rows = (
             org
@@ -414,7 +419,7 @@ class _MemoryUnitOfWork:
 
     def count_applications(self, org_id: str) -> int:
         t = self._read()
-        if _unstorable(org_id):
+        if unstorable(org_id):
             return 0
         return sum(1 for app in t.applications.values() if app.organization_id == org_id)
 
@@ -433,11 +438,11 @@ class _MemoryUnitOfWork:
 
     def get_application(self, app_id: str) -> Application | None:
         t = self._read()
-        return None if _unstorable(app_id) else t.applications.get(app_id)
+        return None if unstorable(app_id) else t.applications.get(app_id)
 
     def get_application_by_client_id(self, client_id: str) -> Application | None:
         t = self._read()
-        if _unstorable(client_id):
+        if unstorable(client_id):
             return None
         app_id = t.app_by_client_id.get(client_id)
         return None if app_id is None else t.applications[app_id]
@@ -446,7 +451,7 @@ class _MemoryUnitOfWork:
         self, *, organization_id: str | None, after_id: str | None, limit: int
     ) -> list[Application]:
         t = self._read()
-        if _unstorable(organization_id, after_id):
+        if unstorable(organization_id, after_id):
             return []
         rows = (
             app
@@ -504,14 +509,14 @@ class _MemoryUnitOfWork:
 
     def list_client_secrets(self, application_id: str) -> list[ClientSecret]:
         t = self._read()
-        if _unstorable(application_id):
+        if unstorable(application_id):
             return []
         rows = (s for s in t.client_secrets.values() if s.application_id == application_id)
         return sorted(rows, key=lambda s: s.id)
 
     def delete_client_secret(self, application_id: str, secret_id: str) -> bool:
         t = self._write()
-        if _unstorable(application_id, secret_id):
+        if unstorable(application_id, secret_id):
             return False
         secret = t.client_secrets.get(secret_id)
         if secret is None or secret.application_id != application_id:
@@ -583,7 +588,7 @@ class _MemoryUnitOfWork:
         limit: int,
     ) -> list[AdminKey]:
         t = self._read()
-        if _unstorable(organization_id, after_id):
+        if unstorable(organization_id, after_id):
             return []
         rows = (
             key
@@ -631,7 +636,7 @@ class _MemoryUnitOfWork:
         start = None if flt.start is None else _utc(flt.start)
         end = None if flt.end is None else _utc(flt.end)
         t = self._read()
-        if _unstorable(flt.organization_id, flt.application_id, flt.action, flt.actor, before_id):
+        if unstorable(flt.organization_id, flt.application_id, flt.action, flt.actor, before_id):
             return []
         rows = (
             event
@@ -693,7 +698,7 @@ class _MemoryUnitOfWork:
 
     def is_token_revoked(self, jti: str) -> bool:
         t = self._read()
-        return not _unstorable(jti) and jti in t.revoked_tokens
+        return not unstorable(jti) and jti in t.revoked_tokens
 
     def purge_revoked_tokens(self, expired_before: datetime) -> int:
         cutoff = _utc(expired_before)
@@ -705,7 +710,7 @@ class _MemoryUnitOfWork:
 
     def get_token_state(self, client_id: str, jti: str) -> TokenState | None:
         t = self._read()
-        if _unstorable(client_id):
+        if unstorable(client_id):
             return None
         app_id = t.app_by_client_id.get(client_id)
         if app_id is None:
@@ -722,7 +727,7 @@ class _MemoryUnitOfWork:
             application_tokens_revoked_before=app.tokens_revoked_before,
             organization_tokens_revoked_before=org.tokens_revoked_before,
             # Any application's revocation of this jti, as the LEFT JOIN on jti.
-            jti_revoked=not _unstorable(jti) and jti in t.revoked_tokens,
+            jti_revoked=not unstorable(jti) and jti in t.revoked_tokens,
         )
 
 

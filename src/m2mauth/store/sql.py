@@ -60,7 +60,9 @@ from m2mauth.store.engine import (
     create_store_engine,
     is_sqlite_busy,
 )
+from m2mauth.store.memory import unstorable
 from m2mauth.store.tables import (
+    CHANGES_CHANNEL,
     UtcDateTime,
     admin_keys,
     application_daily_usage,
@@ -77,8 +79,6 @@ from m2mauth.store.tables import (
 # pg_advisory_xact_lock key of lock_signing_keys: any constant no other code of
 # ours uses (schema.MIGRATION_LOCK_KEY is the only other one).
 SIGNING_KEYS_LOCK_KEY = 0x6D326D_6B657973  # "m2m" "keys"
-# The PostgreSQL NOTIFY channel of core/changes.py (payload: Change.encode()).
-CHANGES_CHANNEL = "m2mauth_changes"
 
 # The resource named in AlreadyExists, per table.
 RESOURCES = {
@@ -153,16 +153,6 @@ def _store_errors() -> Iterator[None]:
         if not may_block() and is_sqlite_busy(exc):
             raise WouldBlock from exc
         raise StoreUnavailable() from exc
-
-
-def _unstorable(*keys: str | None) -> bool:
-    """Whether a lookup key can never have been stored.
-
-    PostgreSQL refuses NUL characters in text, even as a query parameter, with
-    an error that would read as "store unavailable". A key containing one
-    (say, a client_id sent by a caller) can only be absent: answer that.
-    """
-    return any(key is not None and "\x00" in key for key in keys)
 
 
 def _values(record: Any) -> dict[str, Any]:
@@ -327,7 +317,7 @@ class _SqlUnitOfWork:
         self._run(insert(organizations).values(_values(org)))
 
     def get_organization(self, org_id: str) -> Organization | None:
-        if _unstorable(org_id):
+        if unstorable(org_id):
             return None
         rows = self._rows(select(organizations).where(organizations.c.id == org_id))
         return _record(Organization, rows[0]) if rows else None
@@ -335,7 +325,7 @@ class _SqlUnitOfWork:
     def list_organizations(
         self, *, after_id: str | None, limit: int, only_id: str | None = None
     ) -> list[Organization]:
-        if _unstorable(after_id, only_id):
+        if unstorable(after_id, only_id):
             return []
         query = select(organizations).order_by(organizations.c.id).limit(limit)
         if after_id is not None:
@@ -361,7 +351,7 @@ class _SqlUnitOfWork:
         self._run(delete(organizations).where(organizations.c.id == org_id))
 
     def count_applications(self, org_id: str) -> int:
-        if _unstorable(org_id):
+        if unstorable(org_id):
             return 0
         count: int = self._scalar(
             select(func.count())
@@ -375,13 +365,13 @@ class _SqlUnitOfWork:
         self._run(insert(applications).values(_values(app)))
 
     def get_application(self, app_id: str) -> Application | None:
-        if _unstorable(app_id):
+        if unstorable(app_id):
             return None
         rows = self._rows(select(applications).where(applications.c.id == app_id))
         return _record(Application, rows[0]) if rows else None
 
     def get_application_by_client_id(self, client_id: str) -> Application | None:
-        if _unstorable(client_id):
+        if unstorable(client_id):
             return None
         rows = self._rows(select(applications).where(applications.c.client_id == client_id))
         return _record(Application, rows[0]) if rows else None
@@ -389,7 +379,7 @@ class _SqlUnitOfWork:
     def list_applications(
         self, *, organization_id: str | None, after_id: str | None, limit: int
     ) -> list[Application]:
-        if _unstorable(organization_id, after_id):
+        if unstorable(organization_id, after_id):
             return []
         query = select(applications).order_by(applications.c.id).limit(limit)
         if organization_id is not None:
@@ -412,7 +402,7 @@ class _SqlUnitOfWork:
         self._run(delete(applications).where(applications.c.id == app_id))
 
     def list_daily_usage(self, application_id: str, *, since: date) -> list[DailyUsage]:
-        if _unstorable(application_id):
+        if unstorable(application_id):
             return []
         usage = application_daily_usage.c
         query = (
@@ -427,7 +417,7 @@ class _SqlUnitOfWork:
         self._run(insert(client_secrets).values(_values(secret)))
 
     def list_client_secrets(self, application_id: str) -> list[ClientSecret]:
-        if _unstorable(application_id):
+        if unstorable(application_id):
             return []
         query = (
             select(client_secrets)
@@ -437,7 +427,7 @@ class _SqlUnitOfWork:
         return [_record(ClientSecret, row) for row in self._rows(query)]
 
     def delete_client_secret(self, application_id: str, secret_id: str) -> bool:
-        if _unstorable(application_id, secret_id):
+        if unstorable(application_id, secret_id):
             return False
         deleted = self._run(
             delete(client_secrets).where(
@@ -526,7 +516,7 @@ class _SqlUnitOfWork:
         self._run(insert(admin_keys).values(_values(key)))
 
     def get_admin_key(self, key_id: str) -> AdminKey | None:
-        if _unstorable(key_id):
+        if unstorable(key_id):
             return None
         rows = self._rows(select(admin_keys).where(admin_keys.c.id == key_id))
         return _record(AdminKey, rows[0]) if rows else None
@@ -543,7 +533,7 @@ class _SqlUnitOfWork:
         after_id: str | None,
         limit: int,
     ) -> list[AdminKey]:
-        if _unstorable(organization_id, after_id):
+        if unstorable(organization_id, after_id):
             return []
         query = select(admin_keys).order_by(admin_keys.c.id).limit(limit)
         if organization_id is not None:
@@ -586,7 +576,7 @@ class _SqlUnitOfWork:
     def list_audit_events(
         self, flt: AuditFilter, *, before_id: str | None, limit: int
     ) -> list[AuditEvent]:
-        if _unstorable(flt.organization_id, flt.application_id, flt.action, flt.actor, before_id):
+        if unstorable(flt.organization_id, flt.application_id, flt.action, flt.actor, before_id):
             return []
         conditions: list[ColumnElement[bool]] = []
         if flt.action is not None:
@@ -683,7 +673,7 @@ class _SqlUnitOfWork:
         )
 
     def is_token_revoked(self, jti: str) -> bool:
-        if _unstorable(jti):
+        if unstorable(jti):
             return False
         rows = self._rows(select(revoked_tokens.c.jti).where(revoked_tokens.c.jti == jti))
         return bool(rows)
@@ -692,10 +682,10 @@ class _SqlUnitOfWork:
         return self._run(delete(revoked_tokens).where(revoked_tokens.c.expires_at < expired_before))
 
     def get_token_state(self, client_id: str, jti: str) -> TokenState | None:
-        if _unstorable(client_id):
+        if unstorable(client_id):
             return None
         # A jti with NUL was never stored: match it against nothing.
-        statement = _TOKEN_STATE_NO_JTI if _unstorable(jti) else _TOKEN_STATE
+        statement = _TOKEN_STATE_NO_JTI if unstorable(jti) else _TOKEN_STATE
         with _store_errors():
             rows = self._connection.execute(statement, {"client_id": client_id, "jti": jti}).all()
         return _record(TokenState, rows[0]) if rows else None

@@ -278,6 +278,10 @@ audit_events = Table(
 # work that made it, so listeners see it exactly when (and if) it commits.
 # SQLite listeners poll it (after PRAGMA data_version says something was
 # committed); PostgreSQL also sends it as a NOTIFY. Purged after an hour.
+# The PostgreSQL NOTIFY channel that announces change_log rows (payload:
+# Change.encode()); the outbox commits them, feed.py listens.
+CHANGES_CHANNEL = "m2mauth_changes"
+
 change_log = Table(
     "change_log",
     metadata,
