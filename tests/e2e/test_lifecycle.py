@@ -44,6 +44,9 @@ SLOW_STORE = ["--dev", *PORTS_0, "--store-timeout-seconds", "30"]
 # What shutdown may take beyond the grace period: starting the drain, closing the
 # listeners, the final flush on an idle database, the interpreter's exit.
 MARGIN = 1.5
+# How long before SIGTERM a call may have been sent and still meet the shutdown on
+# its way in (the signal's delivery, then the first steps of the stop).
+RACE_SECONDS = 0.25
 
 
 def marked_env(mark: str) -> dict[str, str]:
@@ -371,10 +374,20 @@ def test_sigterm_under_load_loses_no_request_in_flight(tmp_path: Path) -> None:
     assert isinstance(slow.http, httpx.Response), slow.http
     assert slow.http.status_code == 200, slow.http.text
     assert slow.grpc == "OK"
-    in_flight = [o for o in load.outcomes if o.started < signalled]
-    failed = [o.what for o in in_flight if not o.ok]
-    assert len(in_flight) > 50, f"too little load to say anything: {len(in_flight)}"
+    # Every call sent before the signal succeeds, except one sent in the instant before
+    # it, which may meet the shutdown on its way in: grpc core cancels the calls it has
+    # received but grpcio has not yet handed to a handler (grpcio asks for one call per
+    # method at a time; the core's shutdown kills the others), and uvicorn closes a
+    # keep-alive connection that is idle as the request reaches it. Such a call fails as
+    # a refusal (CANCELLED, UNAVAILABLE, a closed connection), never with an answer.
+    before = [o for o in load.outcomes if o.started < signalled - RACE_SECONDS]
+    racing = [o for o in load.outcomes if signalled - RACE_SECONDS <= o.started < signalled]
+    assert len(before) > 50, f"too little load to say anything: {len(before)}"
+    failed = [f"{o.what} (sent {signalled - o.started:.3f} s before)" for o in before if not o.ok]
     assert failed == [], failed
+    refusals = ("grpc StatusCode.CANCELLED", "grpc StatusCode.UNAVAILABLE", "http: ")
+    answered = [o.what for o in racing if not o.ok and not o.what.startswith(refusals)]
+    assert answered == [], answered
     # Health goes first: NOT_SERVING while the HTTP listener is still draining.
     assert watch.not_serving_at, "health never said NOT_SERVING"
     assert watch.not_serving_at - signalled < 0.5, watch.not_serving_at - signalled
