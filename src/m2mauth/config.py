@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import typing
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -74,6 +75,26 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def issuer_problem(issuer: str, *, dev: bool) -> str | None:
+    """What is wrong with ``issuer`` as an issuer identifier, or None.
+
+    RFC 8414 section 2: a URL with the https scheme, a host, and no query or
+    fragment. Plain http is accepted for a loopback host (a trial or a test on
+    one machine), and anywhere under --dev.
+    """
+    parsed = urllib.parse.urlsplit(issuer)
+    if parsed.scheme not in ("https", "http") or not parsed.hostname:
+        return f"--issuer {issuer!r} must be an absolute https URL, e.g. https://auth.example.com"
+    if parsed.query or parsed.fragment or "?" in issuer or "#" in issuer:
+        return f"--issuer {issuer!r} must have no query or fragment (RFC 8414 section 2)"
+    if parsed.scheme == "http" and not dev and not is_loopback(parsed.hostname):
+        return (
+            f"--issuer {issuer!r} must use https (RFC 8414 section 2): it is the public "
+            "URL partners reach, even when a load balancer terminates TLS in front"
+        )
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class CertificateFiles:
     """A certificate chain and its private key, as two PEM files."""
@@ -109,7 +130,10 @@ class Settings:
     http_host: str = setting("127.0.0.1", "Address the OAuth HTTP endpoints bind.")
     http_port: int = setting(8080, "OAuth HTTP port; 0 picks a free one.")
     issuer: str = setting(
-        "", "Issuer URL, the `iss` claim (RFC 9068 section 2.2). Default: http://<http host:port>."
+        "",
+        "Issuer URL, the `iss` claim (RFC 9068 section 2.2): the public https URL partners "
+        "use, the same on every replica. Required unless --dev (where it defaults to "
+        "http://<http host:port>).",
     )
     audience: str = setting(
         "", "Default `aud` of tokens when the client asks for none. Default: the issuer."
@@ -265,6 +289,10 @@ class Settings:
     # --dev: the embedded default (SQLite and a root key file under ./var).
     dev: bool = False
     data_dir: Path = DEV_DATA_DIR
+    # Set by with_defaults when the issuer is this host's own URL rather than one
+    # the operator chose: fine for --dev and for local commands that sign nothing,
+    # refused by `serve` otherwise.
+    issuer_is_default: bool = False
 
     def grpc_tls(self) -> CertificateFiles | None:
         """The gRPC listener's certificate: its own pair, else the shared one, else none."""
@@ -295,6 +323,7 @@ class Settings:
             issuer = self.issuer or f"{scheme}://{self.http_host}:{self.http_port}"
             changes["issuer"] = issuer
             changes["audience"] = self.audience or issuer
+            changes["issuer_is_default"] = self.issuer_is_default or not self.issuer
         return dataclasses.replace(self, **changes)
 
     def _database_problems(self) -> list[str]:
@@ -383,6 +412,20 @@ class Settings:
             out.append("--http-keep-alive-timeout-seconds must be between 1 and 3600")
         return out
 
+    def _issuer_problems(self) -> list[str]:
+        if self.issuer and not self.issuer_is_default:
+            problem = issuer_problem(self.issuer, dev=self.dev)
+            return [problem] if problem else []
+        if self.dev:
+            return []
+        # The default issuer names this host and port: replicas would each sign
+        # with their own, and a token revoked through another replica would be
+        # taken for a foreign one. RFC 9068 section 2.2, RFC 8414 section 2.
+        return [
+            "no issuer: set --issuer / M2MAUTH_ISSUER to the public https URL partners "
+            "use (e.g. https://auth.example.com); every replica needs the same one"
+        ]
+
     def problems(self) -> list[str]:
         """What is wrong with these settings, as sentences an operator can act on."""
         out = self._database_problems() + self._edge_problems() + self._tls_problems()
@@ -390,6 +433,7 @@ class Settings:
             # Under --dev only a warning (plaintext_warnings): trying m2mauth out on a
             # LAN address is fine; serving partners' secrets in clear is not.
             out += self._plaintext_problems(("grpc", "http"))
+        out += self._issuer_problems()
         if not self.root_key and not self.root_key_file:
             out.append(
                 "no root key: set M2MAUTH_ROOT_KEY or --root-key-file (or use --dev); "

@@ -50,17 +50,21 @@ class Replica:
 
 
 @contextlib.contextmanager
-def replicas(url: str, count: int = 2) -> Iterator[list[Replica]]:
+def replicas(
+    url: str, count: int = 2, issuers: tuple[str, ...] = ("https://auth.example.test",)
+) -> Iterator[list[Replica]]:
+    """``count`` replicas on ``url``; replica i has issuer ``issuers[i]`` (the last one
+    for the rest)."""
     root = secrets.token_bytes(32)
-    settings = Settings(
-        database_url=url,
-        root_key="unused",
-        issuer="https://auth.example.test",
-        signing_algorithm="ES256",
-    ).with_defaults()
     made: list[Replica] = []
     try:
-        for _ in range(count):
+        for i in range(count):
+            settings = Settings(
+                database_url=url,
+                root_key="unused",
+                issuer=issuers[min(i, len(issuers) - 1)],
+                signing_algorithm="ES256",
+            ).with_defaults()
             store = CountingReads(SqlStore(url))
             app = bootstrap(settings, store=store, root_key=root)
             app.start()
@@ -134,6 +138,28 @@ def test_a_disabled_application_and_a_kill_switch_reach_the_other_replica(
             return False
 
         assert wait_for(refused) < WITHIN_SECONDS
+
+
+def test_replicas_with_different_issuers_refuse_each_others_tokens_out_loud(
+    store_url: str,
+) -> None:
+    """The measured failure: replica B, with another issuer, took A's token for none
+    of its own, so revoking it through B said 200 and revoked nothing. Now B tells
+    the caller, and nothing is written."""
+    issuers = ("https://a.example.test", "https://b.example.test")
+    with replicas(store_url, issuers=issuers) as (a, b):
+        _, client_id, secret = client(a.app)
+        token = a.app.tokens.issue_token(secret_request(client_id, secret)).access_token
+        with pytest.raises(errors.IssuerMismatch) as revoking:
+            b.app.tokens.revoke(token, ENV)
+        assert revoking.value.field == "token"
+        assert "https://a.example.test" in revoking.value.message
+        assert "https://b.example.test" in revoking.value.message
+        with pytest.raises(errors.IssuerMismatch):
+            b.app.tokens.introspect(token, ENV)
+        assert active(a.app, token)  # nothing was revoked
+        own = b.app.tokens.issue_token(secret_request(client_id, secret)).access_token
+        assert active(b.app, own)
 
 
 def test_a_rotation_is_published_by_the_other_replica_within_a_second(store_url: str) -> None:

@@ -201,6 +201,7 @@ def test_serve_refuses_an_unmigrated_database(workdir: Path) -> None:
     env = clean_env(
         M2MAUTH_DATABASE_URL=f"sqlite:///{workdir / 'empty.db'}",
         M2MAUTH_ROOT_KEY="A" * 43 + "=",
+        M2MAUTH_ISSUER="https://auth.example.com",
     )
     result = subprocess.run(
         [*M2MAUTH, "serve", "--grpc-port", "0", "--http-port", "0", "--metrics-port", "0"],

@@ -17,6 +17,7 @@ from tests.e2e.test_serve import clean_env
 
 M2MAUTH = str(Path(sys.executable).parent / "m2mauth")
 ROOT_KEY = "A" * 43 + "="
+ISSUER = ("--issuer", "https://auth.example.com")
 HTTP_0 = ("--http-port", "0")
 PORTS_0 = ("--grpc-port", "0", *HTTP_0, "--metrics-port", "0")
 
@@ -115,7 +116,7 @@ def test_an_address_not_of_this_host_names_the_host_flag(tmp_path: Path) -> None
 def test_an_unsupported_database_url_says_which_databases_work(
     tmp_path: Path, url: str, named: str
 ) -> None:
-    line = fails(["serve", "--database-url", url, "--root-key", ROOT_KEY], tmp_path, 2)
+    line = fails(["serve", "--database-url", url, "--root-key", ROOT_KEY, *ISSUER], tmp_path, 2)
     assert line == (
         f"error: cannot start: --database-url: unsupported database URL {named}: "
         "m2mauth supports SQLite and PostgreSQL (and memory:// for tests); "
@@ -128,6 +129,22 @@ def test_an_unsupported_database_url_says_which_databases_work(
     )
 
 
+def test_outside_dev_serve_wants_the_deployments_issuer(tmp_path: Path) -> None:
+    """Each replica defaulting to its own host:port would sign with its own issuer."""
+    production = ["serve", "--database-url", f"sqlite:///{tmp_path / 'x.db'}", *PORTS_0]
+    production += ["--root-key", ROOT_KEY]
+    line = fails(production, tmp_path, 2)
+    assert line == (
+        "error: cannot start: no issuer: set --issuer / M2MAUTH_ISSUER to the public https "
+        "URL partners use (e.g. https://auth.example.com); every replica needs the same one"
+    )
+    line = fails([*production, "--issuer", "http://auth.example.com"], tmp_path, 2)
+    assert "--issuer 'http://auth.example.com' must use https (RFC 8414 section 2)" in line
+    # Given: the start goes on, to the next check (this database is not migrated).
+    line = fails([*production, *ISSUER], tmp_path, 2)
+    assert line == "error: cannot start: database is not migrated: run `m2mauth migrate`"
+
+
 def test_several_problems_are_still_one_line(tmp_path: Path) -> None:
     line = fails(["serve", "--database-url", "notaurl"], tmp_path, 2)
     assert "unsupported database URL" in line
@@ -137,7 +154,7 @@ def test_several_problems_are_still_one_line(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("command", "doing"),
     [
-        (["serve", *PORTS_0, "--root-key", ROOT_KEY], "cannot start"),
+        (["serve", *PORTS_0, "--root-key", ROOT_KEY, *ISSUER], "cannot start"),
         (["migrate"], "migration failed"),
         (["admin-key", "create", "--root-key", ROOT_KEY], "cannot create an admin key"),
     ],

@@ -282,6 +282,7 @@ def test_an_expired_certificate_is_refused_at_start(tmp_path: Path, ca: TestCA) 
 def test_plaintext_on_a_public_address_is_refused_unless_allowed(tmp_path: Path) -> None:
     production = ["serve", "--database-url", f"sqlite:///{tmp_path / 'x.db'}"]
     production += ["--root-key", ROOT_KEY, *PORTS_0, "--http-host", "0.0.0.0"]
+    production += ["--issuer", "https://auth.example.com"]
     line = fails(production, tmp_path, 2)
     assert "--http-host 0.0.0.0 is reachable from other machines but OAuth HTTP has no TLS" in line
     assert "--tls-cert" in line

@@ -8,6 +8,7 @@ from pathlib import Path
 from m2mauth.config import SETTINGS, CertificateFiles, Settings
 
 README = Path(__file__).resolve().parents[2] / "README.md"
+ISSUER = "https://auth.example.com"
 
 
 def test_readme_documents_every_setting() -> None:
@@ -29,21 +30,54 @@ def test_production_settings_say_what_is_missing() -> None:
     problems = Settings().with_defaults().problems()
     assert any("no database" in p for p in problems)
     assert any("no root key" in p for p in problems)
+    assert any("no issuer" in p and "every replica" in p for p in problems)
     bad = Settings(
-        database_url="sqlite:///x", root_key="k", signing_algorithm="HS256", log_level="LOUD"
+        database_url="sqlite:///x",
+        root_key="k",
+        issuer=ISSUER,
+        signing_algorithm="HS256",
+        log_level="LOUD",
     ).with_defaults()
     assert len(bad.problems()) == 2
 
 
+def test_outside_dev_the_issuer_is_chosen_by_the_operator_and_is_an_https_url() -> None:
+    """Replicas that default to their own host:port each sign with another issuer
+    (RFC 9068 section 2.2); RFC 8414 section 2 says what an issuer URL is."""
+    base = Settings(database_url="sqlite:///x", root_key="k")
+    [missing] = base.with_defaults().problems()
+    assert missing.startswith("no issuer: set --issuer / M2MAUTH_ISSUER")
+    assert dataclasses.replace(base, issuer=ISSUER).with_defaults().problems() == []
+    assert dataclasses.replace(base, dev=True).with_defaults().problems() == []
+    for issuer, says in [
+        ("auth.example.com", "absolute https URL"),
+        ("ftp://auth.example.com", "absolute https URL"),
+        ("https://auth.example.com/?tenant=1", "no query or fragment"),
+        ("https://auth.example.com/#x", "no query or fragment"),
+        ("http://auth.example.com", "must use https"),
+    ]:
+        [problem] = dataclasses.replace(base, issuer=issuer).with_defaults().problems()
+        assert says in problem, (issuer, problem)
+    # Plain http: on one machine, or anywhere while trying it out.
+    for ok in (
+        dataclasses.replace(base, issuer="http://127.0.0.1:9000"),
+        dataclasses.replace(base, issuer="http://localhost:9000/auth"),
+        dataclasses.replace(base, issuer="http://auth.lan", dev=True),
+    ):
+        assert ok.with_defaults().problems() == [], ok.issuer
+
+
 def test_a_database_url_m2mauth_cannot_open_is_named_with_the_fix() -> None:
     for url in ("mysql://root@db/m2m", "notaurl"):
-        [problem] = Settings(database_url=url, root_key="k").with_defaults().problems()
+        settings = Settings(database_url=url, root_key="k", issuer=ISSUER)
+        [problem] = settings.with_defaults().problems()
         assert problem.startswith("--database-url: unsupported database URL")
         assert "postgresql://" in problem
         assert "sqlite:///" in problem
     demo = Settings(database_url="memory://demo", root_key="k", dev=True)
     assert demo.with_defaults().problems() == []
-    [needs_dev] = dataclasses.replace(demo, dev=False).with_defaults().problems()
+    production = dataclasses.replace(demo, dev=False, issuer=ISSUER)
+    [needs_dev] = production.with_defaults().problems()
     assert "add --dev" in needs_dev
     [many] = dataclasses.replace(demo, processes=2).with_defaults().problems()
     assert "--processes 1" in many
@@ -51,7 +85,11 @@ def test_a_database_url_m2mauth_cannot_open_is_named_with_the_fix() -> None:
 
 def test_every_setting_is_declared_once_with_its_help() -> None:
     # SETTINGS is read off the Settings dataclass: a field without help is not a setting.
-    declared = {f.name for f in dataclasses.fields(Settings)} - {"dev", "data_dir"}
+    declared = {f.name for f in dataclasses.fields(Settings)} - {
+        "dev",
+        "data_dir",
+        "issuer_is_default",
+    }
     assert {s.name for s in SETTINGS} == declared
     defaults = Settings()
     for setting in SETTINGS:
@@ -71,7 +109,7 @@ def test_tls_pairs_override_per_listener_and_make_the_issuer_https() -> None:
 
 
 def test_tls_settings_that_cannot_work_are_named() -> None:
-    base = Settings(database_url="sqlite:///x", root_key="k")
+    base = Settings(database_url="sqlite:///x", root_key="k", issuer=ISSUER)
     [half] = dataclasses.replace(base, tls_cert="c").problems()
     assert half == "--tls-cert and --tls-key go together: set both"
     [no_tls] = dataclasses.replace(base, tls_client_ca="ca.pem").problems()
@@ -79,7 +117,7 @@ def test_tls_settings_that_cannot_work_are_named() -> None:
 
 
 def test_plaintext_is_refused_off_loopback_unless_allowed_or_dev() -> None:
-    base = Settings(database_url="sqlite:///x", root_key="k")
+    base = Settings(database_url="sqlite:///x", root_key="k", issuer=ISSUER)
     assert base.problems() == []  # loopback: nobody else can listen in
     for host in ("0.0.0.0", "", "::", "10.0.0.5", "auth.internal"):
         [problem] = dataclasses.replace(base, grpc_host=host).problems()

@@ -136,7 +136,6 @@ def _mutations(world: TokenWorld, c: Client) -> dict[str, str]:
         ),
         "typ JWT": forge(world, claims, typ="JWT"),
         "no typ": forge(world, claims, typ=None),
-        "wrong issuer": forge(world, {**claims, "iss": ISSUER + "/"}),
         "no exp": forge(world, without("exp")),
         "no jti": forge(world, without("jti")),
         "no org_id": forge(world, without("org_id")),
@@ -153,6 +152,19 @@ def test_every_bad_token_is_exactly_inactive(world: TokenWorld) -> None:
     c = world.client()
     for name, token in _mutations(world, c).items():
         assert world.components.introspect(token, ENV) == INACTIVE, name
+
+
+def test_our_key_under_another_issuer_is_an_error_never_inactive(world: TokenWorld) -> None:
+    """Only a replica of this deployment can sign with its keys: a token naming
+    another issuer means replicas disagree, which introspection and revocation
+    say instead of "inactive" or a revocation that records nothing."""
+    claims = {**world.issue(world.client()).claims, "iss": ISSUER + "/"}
+    token = forge(world, claims)
+    for call in (world.components.introspect, world.components.revoke):
+        with pytest.raises(errors.IssuerMismatch) as raised:
+            call(token, ENV)
+        assert raised.value.field == "token"
+        assert repr(ISSUER + "/") in raised.value.message
 
 
 def test_state_that_makes_a_token_inactive(world: TokenWorld) -> None:

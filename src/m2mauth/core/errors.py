@@ -158,6 +158,25 @@ class UnauthorizedClient(DomainError):
     reason = "UNAUTHORIZED_CLIENT"
 
 
+class IssuerMismatch(DomainError):
+    """A token signed with one of this deployment's keys names another issuer.
+
+    Only a replica of this deployment can sign one, so the replicas run with
+    different issuers (RFC 9068 section 2.2): revoking it here would record
+    nothing that the other replica checks, and "inactive" would hide the
+    misconfiguration. The caller is told instead.
+    """
+
+    reason = "ISSUER_MISMATCH"
+
+    def __init__(self, token_issuer: str, issuer: str) -> None:
+        super().__init__(
+            f"the token was issued by {token_issuer!r}, not by this server's issuer "
+            f"{issuer!r}: every replica must run with the same --issuer"
+        )
+        self.field = "token"
+
+
 class StoreUnavailable(DomainError):
     """The store failed or is unreachable. Never to be turned into a wrong answer."""
 

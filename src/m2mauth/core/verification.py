@@ -3,9 +3,11 @@
 Shared by introspection and revocation. :class:`SignedTokens` answers "did
 this server sign this token, with a key it still publishes?" and returns the
 claims, or None for anything else: malformed, oversized, wrong type, unknown
-or retired kid, wrong algorithm, bad signature, wrong issuer, missing or
-mistyped claims. Time (exp/iat) is checked separately by :func:`is_current`,
-against the injectable clock, because revocation must accept expired tokens.
+or retired kid, wrong algorithm, bad signature, missing or mistyped claims.
+A token signed with one of our keys that names another issuer raises
+IssuerMismatch: replicas disagree about the issuer, which the caller must
+hear. Time (exp/iat) is checked separately by :func:`is_current`, against the
+injectable clock, because revocation must accept expired tokens.
 
 A resource server introspects the same token on every call it receives
 during the token's life, so the outcome of a successful signature check is
@@ -18,6 +20,7 @@ answered from memory.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import OrderedDict
 from datetime import datetime
@@ -25,8 +28,11 @@ from typing import Any, TypeGuard
 
 import jwt
 
+from m2mauth.core.errors import IssuerMismatch
 from m2mauth.core.issuance import JWT_TYPE
 from m2mauth.core.signing_keys import SigningKeyRing
+
+log = logging.getLogger("m2mauth.tokens")
 
 # Our tokens are well under 2 KiB; anything beyond this is not ours and is
 # not worth parsing (RFC 7662 section 4 asks to resist scanning and abuse).
@@ -67,7 +73,8 @@ class SignedTokens:
         The claims are shared with later calls for the same token: read them,
         never change them. May raise StoreUnavailable: an unknown kid makes the
         ring re-read the store, and an unreachable store is never taken for an
-        invalid token.
+        invalid token. Raises IssuerMismatch for a token of ours under another
+        issuer.
         """
         remembered = self._verified.get(token)
         if remembered is not None:
@@ -101,10 +108,9 @@ def _verify(token: str, ring: SigningKeyRing, issuer: str) -> tuple[str, dict[st
             key.key,
             # RFC 8725 section 3.1: the algorithm comes from the key, never the token.
             algorithms=[key.algorithm],
-            issuer=issuer,
             options={
                 "verify_signature": True,
-                "verify_iss": True,
+                "verify_iss": False,  # compared below, once the signature is known good
                 "verify_aud": False,  # introspection answers for any audience
                 "verify_exp": False,  # checked by is_current against our clock
                 "verify_iat": False,
@@ -114,7 +120,20 @@ def _verify(token: str, ring: SigningKeyRing, issuer: str) -> tuple[str, dict[st
         )
     except (jwt.PyJWTError, ValueError, TypeError):
         return None
-    return (kid, claims) if _well_typed(claims) else None
+    if not _well_typed(claims):
+        return None
+    if claims["iss"] != issuer:
+        # Our own key, another issuer: a replica of this deployment configured
+        # differently. Told to the caller, never taken for "not our token".
+        log.error(
+            "a token signed with key %s names issuer %r, not %r: give every replica "
+            "the same --issuer",
+            kid,
+            claims["iss"],
+            issuer,
+        )
+        raise IssuerMismatch(claims["iss"], issuer)
+    return kid, claims
 
 
 def _access_token_kid(token: str) -> str | None:

@@ -36,6 +36,9 @@ HTTP_ERRORS: dict[str, tuple[int, str]] = {
     "UNAUTHORIZED_CLIENT": (400, "unauthorized_client"),  # RFC 7009 section 2.2.1
     "PERMISSION_DENIED": (400, "unauthorized_client"),
     "STORE_UNAVAILABLE": (503, "temporarily_unavailable"),
+    # A sibling replica's token under another --issuer: the caller must hear of it
+    # (never a silent 200 that revoked nothing), with the description kept.
+    "ISSUER_MISMATCH": (400, "invalid_request"),
     # RFC 6585 section 4. RFC 6749 has no code for it; these name the cause.
     "RATE_LIMITED": (429, "rate_limited"),
     "TOKEN_QUOTA_EXCEEDED": (429, "quota_exceeded"),

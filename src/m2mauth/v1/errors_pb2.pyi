@@ -92,6 +92,12 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     with RetryInfo and QuotaFailure; HTTP 429 with Retry-After). Cache tokens
     until they expire rather than asking for one per call.
     """
+    ERROR_REASON_ISSUER_MISMATCH: _ErrorReason.ValueType  # 19
+    """The token was signed with one of this deployment's keys but names another
+    issuer: the replicas run with different `--issuer` values
+    (FAILED_PRECONDITION; HTTP 400 `invalid_request`). Nothing was revoked.
+    The operator gives every replica the same issuer.
+    """
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """ErrorReason is the catalogue of `google.rpc.ErrorInfo.reason` values that
@@ -178,5 +184,11 @@ ERROR_REASON_TOKEN_QUOTA_EXCEEDED: ErrorReason.ValueType  # 18
 """The application's tokens-per-minute quota is used up (RESOURCE_EXHAUSTED,
 with RetryInfo and QuotaFailure; HTTP 429 with Retry-After). Cache tokens
 until they expire rather than asking for one per call.
+"""
+ERROR_REASON_ISSUER_MISMATCH: ErrorReason.ValueType  # 19
+"""The token was signed with one of this deployment's keys but names another
+issuer: the replicas run with different `--issuer` values
+(FAILED_PRECONDITION; HTTP 400 `invalid_request`). Nothing was revoked.
+The operator gives every replica the same issuer.
 """
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015
