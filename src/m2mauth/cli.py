@@ -12,7 +12,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
@@ -1046,26 +1046,36 @@ def keys_list(show_retired: bool, limit: int | None, out: Output, conn: Connecti
     type=click.Choice(SIGNING_ALGORITHMS, case_sensitive=False),
     help="Algorithm of the new NEXT key (default: the server's --signing-algorithm).",
 )
+@click.option(
+    "--now",
+    is_flag=True,
+    help="Promote the NEXT key at once, however recently it was published "
+    "(an emergency, e.g. a leaked key).",
+)
 @output_options()
 @connection_options()
-def keys_rotate(algorithm: str | None, out: Output, conn: Connection) -> None:
+def keys_rotate(algorithm: str | None, now: bool, out: Output, conn: Connection) -> None:
     """Rotate: NEXT starts signing, CURRENT becomes PREVIOUS, a new NEXT is published.
 
-    Verifiers that cache the JWKS already hold the NEXT key, so rotation needs
-    no downtime. Prints every published key with its state afterwards: the
-    PREVIOUS key still verifies the tokens it signed (-o json: the new CURRENT
-    and NEXT only).
+    Publish first, promote after: the NEXT key starts signing only once it has
+    been published longer than verifiers may cache the JWKS
+    (--jwks-max-age-seconds), so rotation needs no downtime. Asked earlier, the
+    rotation is scheduled for that moment and the server carries it out; this
+    says when. --now promotes at once and tells every replica at once. Prints
+    every published key with its state afterwards: the PREVIOUS key still
+    verifies the tokens it signed (-o json: the CURRENT and NEXT keys only).
 
     \b
-    Example:
+    Examples:
       m2mauth keys rotate
+      m2mauth keys rotate --now      # the CURRENT key leaked
     """
     from m2mauth.cli_support.channel import open_session
     from m2mauth.cli_support.output import echo_json, show_list, to_dict
     from m2mauth.v1 import key_service_pb2 as key_pb
     from m2mauth.v1 import resources_pb2 as res
 
-    request = key_pb.RotateSigningKeyRequest()
+    request = key_pb.RotateSigningKeyRequest(now=now)
     if algorithm:
         request.algorithm = res.SigningAlgorithm.Value(f"SIGNING_ALGORITHM_{algorithm.upper()}")
     with open_session(conn) as s:
@@ -1073,6 +1083,15 @@ def keys_rotate(algorithm: str | None, out: Output, conn: Connection) -> None:
         if out.format == "json":
             echo_json(to_dict(reply))
             return
+        if reply.next_key.HasField("activate_time"):
+            at = reply.next_key.activate_time.ToDatetime(UTC).isoformat(timespec="seconds")
+            click.echo(
+                f"Rotation scheduled: {reply.next_key.id} becomes CURRENT at {at}, once "
+                "every verifier's cached JWKS holds it; "
+                f"{reply.current_key.id} signs until then. (--now rotates at once.)"
+            )
+        else:
+            click.echo(f"Rotated: {reply.current_key.id} signs from now on.")
         # Every key still published, PREVIOUS included: the one that signed the
         # tokens issued before this rotation, which verifiers must keep accepting.
         published = s.collect(

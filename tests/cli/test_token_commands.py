@@ -116,7 +116,17 @@ def test_keys_list_and_rotate(cli: Cli, app: App) -> None:
     next_id = next(k["id"] for k in keys if k["state"] == "SIGNING_KEY_STATE_NEXT")
 
     current_id = next(k["id"] for k in keys if k["state"] == "SIGNING_KEY_STATE_CURRENT")
-    rotated = cli.json("keys", "rotate")
+    # Just published, the NEXT key may not be in verifiers' cached JWKS yet: a
+    # rotation waits for it, and says until when.
+    scheduled = cli.ok("keys", "rotate").stdout.splitlines()[0]
+    assert scheduled.startswith(f"Rotation scheduled: {next_id} becomes CURRENT at ")
+    assert f"{current_id} signs until then" in scheduled
+    assert cli.json("keys", "rotate")["next_key"]["activate_time"]  # the same schedule
+    assert [k["id"] for k in cli.json("keys", "list") if k["state"].endswith("CURRENT")] == [
+        current_id
+    ]
+
+    rotated = cli.json("keys", "rotate", "--now")
     assert set(rotated) == {"current_key", "next_key"}
     assert rotated["current_key"]["id"] == next_id
     assert rotated["next_key"]["state"] == "SIGNING_KEY_STATE_NEXT"
@@ -124,7 +134,9 @@ def test_keys_list_and_rotate(cli: Cli, app: App) -> None:
     # Rotating again, the table shows every published key: the keys that signed
     # the earlier tokens (the first CURRENT, then the key the JSON rotation made
     # CURRENT) as PREVIOUS, beside the new CURRENT and NEXT.
-    shown = cli.ok("keys", "rotate").stdout.splitlines()
+    shown = cli.ok("keys", "rotate", "--now").stdout.splitlines()
+    assert shown[0] == f"Rotated: {rotated['next_key']['id']} signs from now on."
+    shown = shown[1:]
     assert shown[0].split()[:3] == ["ID", "ALGORITHM", "STATE"]
     rows = [(line.split()[2], line.split()[0]) for line in shown[1:]]
     assert [state for state, _ in rows] == ["NEXT", "CURRENT", "PREVIOUS", "PREVIOUS"]

@@ -204,7 +204,7 @@ def test_list_and_rotate_signing_keys(api: Api) -> None:
     assert listed.signing_keys[1].HasField("activate_time")
 
     rotated = api.keys.RotateSigningKey(
-        key_pb.RotateSigningKeyRequest(algorithm=res.SIGNING_ALGORITHM_ES256),
+        key_pb.RotateSigningKeyRequest(algorithm=res.SIGNING_ALGORITHM_ES256, now=True),
         metadata=bearer(api.admin_key),
     )
     assert rotated.current_key.id == next_id

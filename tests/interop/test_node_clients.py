@@ -208,7 +208,7 @@ def test_jose_rejects_a_token_whose_key_was_rotated_out(clocked_shim: ClockedShi
     old_kid = jwt.get_unverified_header(old)["kid"]
     assert old_kid in published_kids(shim)
 
-    current, _ = shim.container.tokens.keys.rotate(ENV, None)
+    current, _, _ = shim.container.tokens.keys.rotate(ENV, None, now=True)
     assert current.id != old_kid
     new = issue(shim, partner)
     assert jwt.get_unverified_header(new)["kid"] == current.id

@@ -367,6 +367,66 @@ def test_automatic_rotation_waits_for_the_interval_and_for_jwks_caches(
     assert young.current_signer()[0] != third
 
 
+def test_a_requested_rotation_publishes_first_and_promotes_after(world: TokenWorld) -> None:
+    """Rotations in a row never sign with a key that verifiers caching the JWKS
+    for jwks_max_age (and replicas refreshing every 30 s) may not hold yet."""
+    ring = ring_for(world, rotation_interval_seconds=0, jwks_max_age_seconds=600)
+    other = ring_for(world, rotation_interval_seconds=0, jwks_max_age_seconds=600)
+    ring.ensure_keys()
+    first = ring.current_signer()[0]
+    [nxt] = by_state(world.store)[SigningKeyState.NEXT]
+    created = next(k.created_at for k in stored_keys(world.store) if k.id == nxt)
+
+    world.clock.advance(10)
+    current, scheduled_next, at = ring.request_rotation(actor="ak_ops")
+    assert (current.id, scheduled_next.id) == (first, nxt)
+    assert at == created + timedelta(seconds=600 + 30)
+    assert scheduled_next.activated_at == at
+    assert ring.current_signer()[0] == first  # nothing signs differently yet
+    # Asked again (or through another replica): the same schedule, nothing more.
+    assert other.request_rotation(actor="ak_ops")[2] == at
+    assert audit_actions(world.store).count("signing_key.rotate_scheduled") == 1
+
+    world.clock.advance(600 + 30 - 10 - 1)
+    other.maintenance()
+    assert ring.current_signer()[0] == first
+    world.clock.advance(1)
+    other.maintenance()  # whichever replica gets there first promotes it
+    ring.refresh()
+    assert ring.current_signer()[0] == nxt
+    assert by_state(world.store)[SigningKeyState.PREVIOUS] == [first]
+    [newer] = by_state(world.store)[SigningKeyState.NEXT]
+    assert next(k for k in stored_keys(world.store) if k.id == newer).activated_at is None
+
+    # The NEXT key was published long ago: the rotation happens now.
+    world.clock.advance(631)
+    current, _, at = ring.request_rotation(actor="ak_ops")
+    assert at is None
+    assert current.id == newer == ring.current_signer()[0]
+
+    # Asked for another algorithm while scheduled: a NEXT key of that algorithm is
+    # published at once, and signs only one rotation later.
+    _, waiting, at = ring.request_rotation("ES256", actor="ak_ops")
+    assert at is not None
+    nexts = by_state(world.store)[SigningKeyState.NEXT]
+    assert len(nexts) == 2
+    es256 = next(k for k in stored_keys(world.store) if k.id in nexts and k.id != waiting.id)
+    assert es256.algorithm == "ES256"
+    assert es256.id in {jwk["kid"] for jwk in ring.jwks()}
+    world.clock.advance(631)
+    ring.maintenance()
+    assert ring.current_signer()[0] == waiting.id
+    assert by_state(world.store)[SigningKeyState.NEXT] == [es256.id]
+
+
+def test_an_emergency_rotation_promotes_at_once(world: TokenWorld) -> None:
+    ring = ring_for(world, rotation_interval_seconds=0, jwks_max_age_seconds=600)
+    ring.ensure_keys()
+    [nxt] = by_state(world.store)[SigningKeyState.NEXT]
+    current, _ = ring.rotate(actor="ak_ops")
+    assert current.id == nxt == ring.current_signer()[0]
+
+
 def test_automatic_rotation_off_when_interval_is_zero(world: TokenWorld) -> None:
     ring = ring_for(world, rotation_interval_seconds=0)
     ring.ensure_keys()

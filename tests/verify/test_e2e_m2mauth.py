@@ -448,7 +448,7 @@ def test_key_rotation_on_the_server_is_picked_up_without_restart(
         # promotes a key created after the API fetched the JWKS.
         for _ in range(2):
             keys.RotateSigningKey(
-                key_pb.RotateSigningKeyRequest(), metadata=_admin(live_m2mauth), timeout=10
+                key_pb.RotateSigningKeyRequest(now=True), metadata=_admin(live_m2mauth), timeout=10
             )
     after = get_token(live_m2mauth, acme)
     assert jwt.get_unverified_header(after)["kid"] != jwt.get_unverified_header(before)["kid"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from m2mauth.core.errors import InvalidField
 from m2mauth.core.models import Principal, SigningKey, SigningKeyState
 from m2mauth.core.pagination import Page, Pager, PageTokenCodec
@@ -31,9 +33,16 @@ class SigningKeyAdmin:
         ]
         return pager.page(rows)
 
-    def rotate(self, principal: Principal, algorithm: str | None) -> tuple[SigningKey, SigningKey]:
-        """Promote NEXT now; (current, next). See SigningKeyRing.rotate for the caveat."""
+    def rotate(
+        self, principal: Principal, algorithm: str | None, *, now: bool = False
+    ) -> tuple[SigningKey, SigningKey, datetime | None]:
+        """Rotate once every verifier can hold the NEXT key (publish first, promote
+        after), or with ``now`` at once; (current, next, scheduled promotion time
+        or None if rotated now). See SigningKeyRing.request_rotation."""
         require_environment(principal, Permission.SIGNING_KEYS_WRITE, "rotate signing keys")
         if algorithm is not None and algorithm not in ALGORITHMS:
             raise InvalidField("algorithm", f"must be one of {', '.join(ALGORITHMS)}")
-        return self._ring.rotate(algorithm, actor=principal.admin_key_id)
+        if now:
+            current, nxt = self._ring.rotate(algorithm, actor=principal.admin_key_id)
+            return current, nxt, None
+        return self._ring.request_rotation(algorithm, actor=principal.admin_key_id)

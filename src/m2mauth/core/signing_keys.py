@@ -25,10 +25,19 @@ retry completes it.
 
 Each process holds an immutable in-memory view of the keys, replaced
 atomically. ``maintenance()`` (called by the server every ~30 s) refreshes it,
-retires expired PREVIOUS keys and rotates when due. A manual ``rotate()``
-promotes NEXT at once, however recently it was published: verifiers whose JWKS
-cache predates that NEXT key must refetch on the unknown kid (the verify kit
-and most JWT libraries do).
+retires expired PREVIOUS keys and rotates when due.
+
+Rotations publish first and promote after. An operator's rotation
+(``request_rotation()``) promotes NEXT only once it has been published for
+longer than verifiers may cache the JWKS (``--jwks-max-age-seconds``) plus one
+refresh period; asked earlier, it schedules the promotion for that moment
+(the NEXT key's ``activated_at``, in the future while it is NEXT) and
+``maintenance()`` on whichever replica gets there first carries it out. So
+however many rotations are asked in a row, no key signs before every verifier
+and every replica can hold it. ``rotate()`` promotes at once: the emergency
+path (``keys rotate --now``, say a leaked key), announced to every replica in
+its transaction; verifiers whose JWKS cache predates that NEXT key must
+refetch on the unknown kid (the verify kit and most JWT libraries do).
 """
 
 from __future__ import annotations
@@ -396,6 +405,85 @@ class SigningKeyRing:
             self._install(records)
         return current, nxt
 
+    def request_rotation(
+        self, algorithm: str | None = None, actor: str = SYSTEM_ACTOR
+    ) -> tuple[SigningKey, SigningKey, datetime | None]:
+        """Rotate as soon as every verifier can hold the NEXT key: now if it has
+        been published long enough, else at that moment.
+
+        Returns (current, next, scheduled): ``scheduled`` is None when the
+        rotation happened now (then ``current`` is the key that signs from
+        now); else it is when the NEXT key will be promoted, and ``next``
+        carries it as ``activated_at``. Asked again before then, it returns the
+        same schedule. An ``algorithm`` other than the NEXT key's publishes a
+        new NEXT key of that algorithm at once, which the rotation after this
+        one promotes (publish first, again).
+        """
+        alg = algorithm or self.algorithm
+        if alg not in ALGORITHMS:
+            raise ValueError(f"unsupported signing algorithm {alg!r}")
+        fresh = generate_private_key(alg)
+        with self._lock:
+            with self._store.unit_of_work() as uow:
+                uow.lock_signing_keys()
+                now = self._clock()
+                keys = uow.list_signing_keys()
+                nexts = sorted(
+                    (k for k in keys if k.state is SigningKeyState.NEXT), key=lambda k: k.id
+                )
+                has_current = any(k.state is SigningKeyState.CURRENT for k in keys)
+                if not nexts or not has_current or self._safe_to_promote(nexts[0]) <= now:
+                    # Nothing to wait for (or a broken store to repair): promote now.
+                    current, nxt = self._rotate_in(uow, keys, now, alg, fresh, actor)
+                    scheduled = None
+                else:
+                    current, nxt, scheduled = self._schedule(
+                        uow, keys, nexts, now, alg, fresh, actor
+                    )
+                records = uow.list_signing_keys()
+            self._install(records)
+        return current, nxt, scheduled
+
+    def _safe_to_promote(self, key: SigningKey) -> datetime:
+        """When every verifier's JWKS cache and every replica's ring hold ``key``."""
+        return key.created_at + timedelta(seconds=self._jwks_max_age + self._refresh_interval)
+
+    def _schedule(
+        self,
+        uow: UnitOfWork,
+        keys: list[SigningKey],
+        nexts: list[SigningKey],
+        now: datetime,
+        algorithm: str,
+        fresh: PrivateKey,
+        actor: str,
+    ) -> tuple[SigningKey, SigningKey, datetime]:
+        current = max(
+            (k for k in keys if k.state is SigningKeyState.CURRENT), key=_activation_order
+        )
+        first = nexts[0]
+        at = first.activated_at or self._safe_to_promote(first)
+        if first.activated_at is None:
+            first = dataclasses.replace(first, activated_at=at)
+            uow.update_signing_key(first)
+            uow.announce(SIGNING_KEYS_CHANGED)
+            uow.add_audit_event(
+                audit.event(
+                    now,
+                    actor,
+                    "signing_key.rotate_scheduled",
+                    target=first.id,
+                    details={"current": current.id, "promote_at": at.isoformat()},
+                )
+            )
+            log.info(
+                "signing key rotation scheduled",
+                extra={"kid": first.id, "promote_at": at.isoformat(), "actor": actor},
+            )
+        if algorithm != first.algorithm and not any(k.algorithm == algorithm for k in nexts[1:]):
+            self._new(uow, algorithm, SigningKeyState.NEXT, now, fresh)
+        return current, first, at
+
     def maintenance(self) -> None:
         """The periodic job: refresh, retire expired PREVIOUS keys, rotate when due."""
         with self._lock:
@@ -552,8 +640,14 @@ class SigningKeyRing:
                 log.info("retired signing key", extra={"kid": key.id})
 
     def _rotation_due(self, keys: list[SigningKey], now: datetime) -> bool:
-        """Automatic rotation: CURRENT older than the interval, and NEXT published
-        long enough that every verifier's JWKS cache holds it."""
+        """A scheduled rotation whose time has come; or automatic rotation: CURRENT
+        older than the interval, and NEXT published long enough that every
+        verifier's JWKS cache holds it."""
+        if any(
+            k.state is SigningKeyState.NEXT and k.activated_at is not None and k.activated_at <= now
+            for k in keys
+        ):
+            return True
         if self._rotation_interval <= 0:
             return False
         current = max(

@@ -76,7 +76,7 @@ class KeyServicer(key_grpc.KeyServiceServicer):
         if request.algorithm and algorithm is None:
             # An enum number this server does not know (a newer client).
             algorithm = f"unknown({request.algorithm})"
-        current, nxt = self._keys.rotate(principal, algorithm)
+        current, nxt, _ = self._keys.rotate(principal, algorithm, now=request.now)
         return key_pb.RotateSigningKeyResponse(
             current_key=signing_key(current), next_key=signing_key(nxt)
         )

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from m2mauth.v1 import resources_pb2 as m2mauth_dot_v1_dot_resources__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cm2mauth/v1/key_service.proto\x12\nm2mauth.v1\x1a\x1am2mauth/v1/resources.proto\"U\n\x16ListSigningKeysRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x14\n\x0cshow_retired\x18\x03 \x01(\x08\"`\n\x17ListSigningKeysResponse\x12,\n\x0csigning_keys\x18\x01 \x03(\x0b\x32\x16.m2mauth.v1.SigningKey\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"J\n\x17RotateSigningKeyRequest\x12/\n\talgorithm\x18\x01 \x01(\x0e\x32\x1c.m2mauth.v1.SigningAlgorithm\"q\n\x18RotateSigningKeyResponse\x12+\n\x0b\x63urrent_key\x18\x01 \x01(\x0b\x32\x16.m2mauth.v1.SigningKey\x12(\n\x08next_key\x18\x02 \x01(\x0b\x32\x16.m2mauth.v1.SigningKey2\xc7\x01\n\nKeyService\x12Z\n\x0fListSigningKeys\x12\".m2mauth.v1.ListSigningKeysRequest\x1a#.m2mauth.v1.ListSigningKeysResponse\x12]\n\x10RotateSigningKey\x12#.m2mauth.v1.RotateSigningKeyRequest\x1a$.m2mauth.v1.RotateSigningKeyResponseB\x93\x01\n\x14io.github.m2mauth.v1B\x0fKeyServiceProtoP\x01Z:github.com/m2mauth/m2mauth/clients/go/m2mauth/v1;m2mauthv1\xa2\x02\x03MMA\xaa\x02\nM2mAuth.V1\xca\x02\nM2mAuth\\V1\xea\x02\x0bM2mAuth::V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cm2mauth/v1/key_service.proto\x12\nm2mauth.v1\x1a\x1am2mauth/v1/resources.proto\"U\n\x16ListSigningKeysRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x14\n\x0cshow_retired\x18\x03 \x01(\x08\"`\n\x17ListSigningKeysResponse\x12,\n\x0csigning_keys\x18\x01 \x03(\x0b\x32\x16.m2mauth.v1.SigningKey\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"W\n\x17RotateSigningKeyRequest\x12/\n\talgorithm\x18\x01 \x01(\x0e\x32\x1c.m2mauth.v1.SigningAlgorithm\x12\x0b\n\x03now\x18\x02 \x01(\x08\"q\n\x18RotateSigningKeyResponse\x12+\n\x0b\x63urrent_key\x18\x01 \x01(\x0b\x32\x16.m2mauth.v1.SigningKey\x12(\n\x08next_key\x18\x02 \x01(\x0b\x32\x16.m2mauth.v1.SigningKey2\xc7\x01\n\nKeyService\x12Z\n\x0fListSigningKeys\x12\".m2mauth.v1.ListSigningKeysRequest\x1a#.m2mauth.v1.ListSigningKeysResponse\x12]\n\x10RotateSigningKey\x12#.m2mauth.v1.RotateSigningKeyRequest\x1a$.m2mauth.v1.RotateSigningKeyResponseB\x93\x01\n\x14io.github.m2mauth.v1B\x0fKeyServiceProtoP\x01Z:github.com/m2mauth/m2mauth/clients/go/m2mauth/v1;m2mauthv1\xa2\x02\x03MMA\xaa\x02\nM2mAuth.V1\xca\x02\nM2mAuth\\V1\xea\x02\x0bM2mAuth::V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,9 +38,9 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTSIGNINGKEYSRESPONSE']._serialized_start=159
   _globals['_LISTSIGNINGKEYSRESPONSE']._serialized_end=255
   _globals['_ROTATESIGNINGKEYREQUEST']._serialized_start=257
-  _globals['_ROTATESIGNINGKEYREQUEST']._serialized_end=331
-  _globals['_ROTATESIGNINGKEYRESPONSE']._serialized_start=333
-  _globals['_ROTATESIGNINGKEYRESPONSE']._serialized_end=446
-  _globals['_KEYSERVICE']._serialized_start=449
-  _globals['_KEYSERVICE']._serialized_end=648
+  _globals['_ROTATESIGNINGKEYREQUEST']._serialized_end=344
+  _globals['_ROTATESIGNINGKEYRESPONSE']._serialized_start=346
+  _globals['_ROTATESIGNINGKEYRESPONSE']._serialized_end=459
+  _globals['_KEYSERVICE']._serialized_start=462
+  _globals['_KEYSERVICE']._serialized_end=661
 # @@protoc_insertion_point(module_scope)

@@ -88,16 +88,26 @@ class RotateSigningKeyRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     ALGORITHM_FIELD_NUMBER: _builtins.int
+    NOW_FIELD_NUMBER: _builtins.int
     algorithm: _resources_pb2.SigningAlgorithm.ValueType
-    """Algorithm of the new NEXT key; UNSPECIFIED means the configured one."""
+    """Algorithm of the new NEXT key; UNSPECIFIED means the configured one. When
+    the rotation is scheduled, a NEXT key of another algorithm is published at
+    once and promoted by the rotation after this one.
+    """
+    now: _builtins.bool
+    """Promote the NEXT key now, however recently it was published (an emergency,
+    e.g. a leaked key): verifiers whose JWKS cache predates it must refetch
+    on the unknown kid.
+    """
     def __init__(
         self,
         *,
         algorithm: _resources_pb2.SigningAlgorithm.ValueType = ...,
+        now: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["algorithm", b"algorithm"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["algorithm", b"algorithm", "now", b"now"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -113,11 +123,14 @@ class RotateSigningKeyResponse(_message.Message):
     NEXT_KEY_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def current_key(self) -> _resources_pb2.SigningKey:
-        """The key that now signs."""
+        """The key that now signs (unchanged if the rotation was scheduled)."""
 
     @_builtins.property
     def next_key(self) -> _resources_pb2.SigningKey:
-        """The key published to become current at the next rotation."""
+        """The key published to become current at the next rotation. Its
+        activate_time is set when the rotation was scheduled rather than done:
+        the moment it will be promoted.
+        """
 
     def __init__(
         self,

@@ -42,7 +42,13 @@ class KeyServiceStub:
     RotateSigningKey: _grpc.UnaryUnaryMultiCallable[_key_service_pb2.RotateSigningKeyRequest, _key_service_pb2.RotateSigningKeyResponse]
     """Rotates: the NEXT key becomes CURRENT, the CURRENT key becomes PREVIOUS
     (published until its last token expires, plus leeway) and a new NEXT key
-    is created. Safe to retry; concurrent calls rotate once each, in order.
+    is created. Publish first, promote after: unless `now` is set, the NEXT
+    key is promoted only once it has been published longer than verifiers may
+    cache the JWKS (plus one key refresh period); asked earlier, the rotation
+    is scheduled for that moment (the response's next_key.activate_time) and
+    carried out by the server. Asked again meanwhile, it returns the same
+    schedule. With `now`, it rotates at once (an emergency; every replica is
+    told in the same transaction); concurrent calls rotate once each, in order.
     """
 
 @_typing.type_check_only
@@ -59,7 +65,13 @@ class KeyServiceAsyncStub(KeyServiceStub):
     RotateSigningKey: _aio.UnaryUnaryMultiCallable[_key_service_pb2.RotateSigningKeyRequest, _key_service_pb2.RotateSigningKeyResponse]  # type: ignore[assignment]
     """Rotates: the NEXT key becomes CURRENT, the CURRENT key becomes PREVIOUS
     (published until its last token expires, plus leeway) and a new NEXT key
-    is created. Safe to retry; concurrent calls rotate once each, in order.
+    is created. Publish first, promote after: unless `now` is set, the NEXT
+    key is promoted only once it has been published longer than verifiers may
+    cache the JWKS (plus one key refresh period); asked earlier, the rotation
+    is scheduled for that moment (the response's next_key.activate_time) and
+    carried out by the server. Asked again meanwhile, it returns the same
+    schedule. With `now`, it rotates at once (an emergency; every replica is
+    told in the same transaction); concurrent calls rotate once each, in order.
     """
 
 class KeyServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -85,7 +97,13 @@ class KeyServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_key_service_pb2.RotateSigningKeyResponse, _abc.Awaitable[_key_service_pb2.RotateSigningKeyResponse]]:
         """Rotates: the NEXT key becomes CURRENT, the CURRENT key becomes PREVIOUS
         (published until its last token expires, plus leeway) and a new NEXT key
-        is created. Safe to retry; concurrent calls rotate once each, in order.
+        is created. Publish first, promote after: unless `now` is set, the NEXT
+        key is promoted only once it has been published longer than verifiers may
+        cache the JWKS (plus one key refresh period); asked earlier, the rotation
+        is scheduled for that moment (the response's next_key.activate_time) and
+        carried out by the server. Asked again meanwhile, it returns the same
+        schedule. With `now`, it rotates at once (an emergency; every replica is
+        told in the same transaction); concurrent calls rotate once each, in order.
         """
 
 def add_KeyServiceServicer_to_server(servicer: KeyServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -423,7 +423,9 @@ class SigningKey(_message.Message):
 
     @_builtins.property
     def activate_time(self) -> _timestamp_pb2.Timestamp:
-        """OUTPUT_ONLY. When the key became current; unset while NEXT."""
+        """OUTPUT_ONLY. When the key became current. For a NEXT key: when a
+        scheduled rotation will make it current; unset if none is scheduled.
+        """
 
     @_builtins.property
     def deactivate_time(self) -> _timestamp_pb2.Timestamp:

@@ -22,7 +22,13 @@ type KeyServiceClient interface {
 	ListSigningKeys(ctx context.Context, in *ListSigningKeysRequest, opts ...grpc.CallOption) (*ListSigningKeysResponse, error)
 	// Rotates: the NEXT key becomes CURRENT, the CURRENT key becomes PREVIOUS
 	// (published until its last token expires, plus leeway) and a new NEXT key
-	// is created. Safe to retry; concurrent calls rotate once each, in order.
+	// is created. Publish first, promote after: unless `now` is set, the NEXT
+	// key is promoted only once it has been published longer than verifiers may
+	// cache the JWKS (plus one key refresh period); asked earlier, the rotation
+	// is scheduled for that moment (the response's next_key.activate_time) and
+	// carried out by the server. Asked again meanwhile, it returns the same
+	// schedule. With `now`, it rotates at once (an emergency; every replica is
+	// told in the same transaction); concurrent calls rotate once each, in order.
 	RotateSigningKey(ctx context.Context, in *RotateSigningKeyRequest, opts ...grpc.CallOption) (*RotateSigningKeyResponse, error)
 }
 
@@ -61,7 +67,13 @@ type KeyServiceServer interface {
 	ListSigningKeys(context.Context, *ListSigningKeysRequest) (*ListSigningKeysResponse, error)
 	// Rotates: the NEXT key becomes CURRENT, the CURRENT key becomes PREVIOUS
 	// (published until its last token expires, plus leeway) and a new NEXT key
-	// is created. Safe to retry; concurrent calls rotate once each, in order.
+	// is created. Publish first, promote after: unless `now` is set, the NEXT
+	// key is promoted only once it has been published longer than verifiers may
+	// cache the JWKS (plus one key refresh period); asked earlier, the rotation
+	// is scheduled for that moment (the response's next_key.activate_time) and
+	// carried out by the server. Asked again meanwhile, it returns the same
+	// schedule. With `now`, it rotates at once (an emergency; every replica is
+	// told in the same transaction); concurrent calls rotate once each, in order.
 	RotateSigningKey(context.Context, *RotateSigningKeyRequest) (*RotateSigningKeyResponse, error)
 	mustEmbedUnimplementedKeyServiceServer()
 }

@@ -695,7 +695,8 @@ type SigningKey struct {
 	State SigningKeyState `protobuf:"varint,3,opt,name=state,proto3,enum=m2mauth.v1.SigningKeyState" json:"state,omitempty"`
 	// OUTPUT_ONLY. When the key was created (and first published).
 	CreateTime *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
-	// OUTPUT_ONLY. When the key became current; unset while NEXT.
+	// OUTPUT_ONLY. When the key became current. For a NEXT key: when a
+	// scheduled rotation will make it current; unset if none is scheduled.
 	ActivateTime *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=activate_time,json=activateTime,proto3" json:"activate_time,omitempty"`
 	// OUTPUT_ONLY. When the key stopped signing; unset while NEXT or CURRENT.
 	DeactivateTime *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=deactivate_time,json=deactivateTime,proto3" json:"deactivate_time,omitempty"`

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file m2mauth/v1/key_service.proto.
  */
 export const file_m2mauth_v1_key_service: GenFile = /*@__PURE__*/
-  fileDesc("ChxtMm1hdXRoL3YxL2tleV9zZXJ2aWNlLnByb3RvEgptMm1hdXRoLnYxIlUKFkxpc3RTaWduaW5nS2V5c1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkSFAoMc2hvd19yZXRpcmVkGAMgASgIImAKF0xpc3RTaWduaW5nS2V5c1Jlc3BvbnNlEiwKDHNpZ25pbmdfa2V5cxgBIAMoCzIWLm0ybWF1dGgudjEuU2lnbmluZ0tleRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiSgoXUm90YXRlU2lnbmluZ0tleVJlcXVlc3QSLwoJYWxnb3JpdGhtGAEgASgOMhwubTJtYXV0aC52MS5TaWduaW5nQWxnb3JpdGhtInEKGFJvdGF0ZVNpZ25pbmdLZXlSZXNwb25zZRIrCgtjdXJyZW50X2tleRgBIAEoCzIWLm0ybWF1dGgudjEuU2lnbmluZ0tleRIoCghuZXh0X2tleRgCIAEoCzIWLm0ybWF1dGgudjEuU2lnbmluZ0tleTLHAQoKS2V5U2VydmljZRJaCg9MaXN0U2lnbmluZ0tleXMSIi5tMm1hdXRoLnYxLkxpc3RTaWduaW5nS2V5c1JlcXVlc3QaIy5tMm1hdXRoLnYxLkxpc3RTaWduaW5nS2V5c1Jlc3BvbnNlEl0KEFJvdGF0ZVNpZ25pbmdLZXkSIy5tMm1hdXRoLnYxLlJvdGF0ZVNpZ25pbmdLZXlSZXF1ZXN0GiQubTJtYXV0aC52MS5Sb3RhdGVTaWduaW5nS2V5UmVzcG9uc2VCkwEKFGlvLmdpdGh1Yi5tMm1hdXRoLnYxQg9LZXlTZXJ2aWNlUHJvdG9QAVo6Z2l0aHViLmNvbS9tMm1hdXRoL20ybWF1dGgvY2xpZW50cy9nby9tMm1hdXRoL3YxO20ybWF1dGh2MaICA01NQaoCCk0ybUF1dGguVjHKAgpNMm1BdXRoXFYx6gILTTJtQXV0aDo6VjFiBnByb3RvMw", [file_m2mauth_v1_resources]);
+  fileDesc("ChxtMm1hdXRoL3YxL2tleV9zZXJ2aWNlLnByb3RvEgptMm1hdXRoLnYxIlUKFkxpc3RTaWduaW5nS2V5c1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkSFAoMc2hvd19yZXRpcmVkGAMgASgIImAKF0xpc3RTaWduaW5nS2V5c1Jlc3BvbnNlEiwKDHNpZ25pbmdfa2V5cxgBIAMoCzIWLm0ybWF1dGgudjEuU2lnbmluZ0tleRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiVwoXUm90YXRlU2lnbmluZ0tleVJlcXVlc3QSLwoJYWxnb3JpdGhtGAEgASgOMhwubTJtYXV0aC52MS5TaWduaW5nQWxnb3JpdGhtEgsKA25vdxgCIAEoCCJxChhSb3RhdGVTaWduaW5nS2V5UmVzcG9uc2USKwoLY3VycmVudF9rZXkYASABKAsyFi5tMm1hdXRoLnYxLlNpZ25pbmdLZXkSKAoIbmV4dF9rZXkYAiABKAsyFi5tMm1hdXRoLnYxLlNpZ25pbmdLZXkyxwEKCktleVNlcnZpY2USWgoPTGlzdFNpZ25pbmdLZXlzEiIubTJtYXV0aC52MS5MaXN0U2lnbmluZ0tleXNSZXF1ZXN0GiMubTJtYXV0aC52MS5MaXN0U2lnbmluZ0tleXNSZXNwb25zZRJdChBSb3RhdGVTaWduaW5nS2V5EiMubTJtYXV0aC52MS5Sb3RhdGVTaWduaW5nS2V5UmVxdWVzdBokLm0ybWF1dGgudjEuUm90YXRlU2lnbmluZ0tleVJlc3BvbnNlQpMBChRpby5naXRodWIubTJtYXV0aC52MUIPS2V5U2VydmljZVByb3RvUAFaOmdpdGh1Yi5jb20vbTJtYXV0aC9tMm1hdXRoL2NsaWVudHMvZ28vbTJtYXV0aC92MTttMm1hdXRodjGiAgNNTUGqAgpNMm1BdXRoLlYxygIKTTJtQXV0aFxWMeoCC00ybUF1dGg6OlYxYgZwcm90bzM", [file_m2mauth_v1_resources]);
 
 /**
  * Request for ListSigningKeys.
@@ -86,11 +86,22 @@ export const ListSigningKeysResponseSchema: GenMessage<ListSigningKeysResponse> 
  */
 export type RotateSigningKeyRequest = Message<"m2mauth.v1.RotateSigningKeyRequest"> & {
   /**
-   * Algorithm of the new NEXT key; UNSPECIFIED means the configured one.
+   * Algorithm of the new NEXT key; UNSPECIFIED means the configured one. When
+   * the rotation is scheduled, a NEXT key of another algorithm is published at
+   * once and promoted by the rotation after this one.
    *
    * @generated from field: m2mauth.v1.SigningAlgorithm algorithm = 1;
    */
   algorithm: SigningAlgorithm;
+
+  /**
+   * Promote the NEXT key now, however recently it was published (an emergency,
+   * e.g. a leaked key): verifiers whose JWKS cache predates it must refetch
+   * on the unknown kid.
+   *
+   * @generated from field: bool now = 2;
+   */
+  now: boolean;
 };
 
 /**
@@ -107,14 +118,16 @@ export const RotateSigningKeyRequestSchema: GenMessage<RotateSigningKeyRequest> 
  */
 export type RotateSigningKeyResponse = Message<"m2mauth.v1.RotateSigningKeyResponse"> & {
   /**
-   * The key that now signs.
+   * The key that now signs (unchanged if the rotation was scheduled).
    *
    * @generated from field: m2mauth.v1.SigningKey current_key = 1;
    */
   currentKey?: SigningKey | undefined;
 
   /**
-   * The key published to become current at the next rotation.
+   * The key published to become current at the next rotation. Its
+   * activate_time is set when the rotation was scheduled rather than done:
+   * the moment it will be promoted.
    *
    * @generated from field: m2mauth.v1.SigningKey next_key = 2;
    */
@@ -149,7 +162,13 @@ export const KeyService: GenService<{
   /**
    * Rotates: the NEXT key becomes CURRENT, the CURRENT key becomes PREVIOUS
    * (published until its last token expires, plus leeway) and a new NEXT key
-   * is created. Safe to retry; concurrent calls rotate once each, in order.
+   * is created. Publish first, promote after: unless `now` is set, the NEXT
+   * key is promoted only once it has been published longer than verifiers may
+   * cache the JWKS (plus one key refresh period); asked earlier, the rotation
+   * is scheduled for that moment (the response's next_key.activate_time) and
+   * carried out by the server. Asked again meanwhile, it returns the same
+   * schedule. With `now`, it rotates at once (an emergency; every replica is
+   * told in the same transaction); concurrent calls rotate once each, in order.
    *
    * @generated from rpc m2mauth.v1.KeyService.RotateSigningKey
    */

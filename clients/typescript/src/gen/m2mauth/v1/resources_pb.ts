@@ -355,7 +355,8 @@ export type SigningKey = Message<"m2mauth.v1.SigningKey"> & {
   createTime?: Timestamp | undefined;
 
   /**
-   * OUTPUT_ONLY. When the key became current; unset while NEXT.
+   * OUTPUT_ONLY. When the key became current. For a NEXT key: when a
+   * scheduled rotation will make it current; unset if none is scheduled.
    *
    * @generated from field: google.protobuf.Timestamp activate_time = 5;
    */
