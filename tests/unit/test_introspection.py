@@ -18,10 +18,11 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from m2mauth.core import errors, ids, verification
 from m2mauth.core.applications import ApplicationFields
+from m2mauth.core.changes import Change, Freshness, Kind
 from m2mauth.core.client_auth import AuthenticatedClient
 from m2mauth.core.interfaces import Store
-from m2mauth.core.introspection import Introspector
-from m2mauth.core.models import AuditFilter, Principal, SigningKeyState
+from m2mauth.core.introspection import Introspector, TokenStates
+from m2mauth.core.models import AuditFilter, Principal, SigningKeyState, TokenState
 from m2mauth.core.token_request import ClientCredentials
 from m2mauth.core.verification import SignedTokens
 from tests.unit.conftest import AUDIENCE, ENV, ISSUER, Client, CountingStore, TokenWorld
@@ -361,3 +362,37 @@ def test_the_time_bounds_keep_real_tokens(world: TokenWorld) -> None:
     # The largest exp a datetime holds is still a time, not an error.
     token = forge(world, {**claims, "exp": 253402300799})
     assert world.components.introspect(token, ENV)["active"] is True
+
+
+def _state(app: str, org: str) -> TokenState:
+    return TokenState(app, org, True, True, None, None, False)
+
+
+def test_remembered_states_are_dropped_by_exactly_the_changes_that_concern_them() -> None:
+    states = TokenStates(Freshness(healthy=True), size=3)
+
+    def remember(key: tuple[str, str], state: TokenState | None) -> None:
+        states.put(key, state, states.get(key)[2])
+
+    def known() -> set[str]:
+        return {jti for jti in ("j1", "j2", "j3", "j4") if states.get(("c", jti))[0]}
+
+    remember(("c", "j1"), _state("app_a", "org_x"))
+    remember(("c", "j2"), _state("app_b", "org_x"))
+    remember(("c", "j3"), None)  # the application is gone: only its jti matters
+    states.changed(Change(Kind.TOKEN, "j3"))
+    assert known() == {"j1", "j2"}
+    remember(("c", "j3"), _state("app_b", "org_y"))  # moved: indexed afresh
+    states.changed(Change(Kind.APPLICATION, "app_b"))
+    assert known() == {"j1"}
+    remember(("c", "j2"), _state("app_b", "org_x"))
+    remember(("c", "j3"), _state("app_c", "org_y"))
+    remember(("c", "j4"), _state("app_c", "org_y"))  # over size: j1 goes first
+    assert known() == {"j2", "j3", "j4"}
+    states.changed(Change(Kind.APPLICATION, "app_a"))  # j1's index left with it
+    states.changed(Change(Kind.ORGANIZATION, "org_y"))
+    assert known() == {"j2"}
+    states.changed(Change(Kind.SIGNING_KEYS))
+    assert known() == {"j2"}
+    states.reset()
+    assert known() == set()

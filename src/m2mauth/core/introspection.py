@@ -83,6 +83,10 @@ class TokenStates:
         self._freshness = freshness
         self._size = size
         self._states: OrderedDict[tuple[str, str], TokenState | None] = OrderedDict()
+        # (kind, id) -> the remembered keys a change of that jti, application or
+        # organization makes stale: a change costs what it drops, not a scan
+        # of every remembered token under the lock introspection waits on.
+        self._index: dict[tuple[Kind, str], set[tuple[str, str]]] = {}
         self._lock = threading.Lock()
         self._epoch = 0
 
@@ -103,36 +107,48 @@ class TokenStates:
             # Read before a change arrived, or while the feed was down: maybe stale.
             if epoch != self._epoch or not self.usable:
                 return
+            if key in self._states:
+                self._forget(key)
             self._states[key] = state
+            for entry in _index_entries(key, state):
+                self._index.setdefault(entry, set()).add(key)
             if len(self._states) > self._size:
-                self._states.popitem(last=False)
+                self._forget(next(iter(self._states)))
 
     def changed(self, change: Change) -> None:
         with self._lock:
             self._epoch += 1
-            if change.kind is Kind.TOKEN:
-                stale = [k for k in self._states if k[1] == change.key]
-            elif change.kind is Kind.APPLICATION:
-                stale = [
-                    k
-                    for k, s in self._states.items()
-                    if s is not None and s.application_id == change.key
-                ]
-            elif change.kind is Kind.ORGANIZATION:
-                stale = [
-                    k
-                    for k, s in self._states.items()
-                    if s is not None and s.organization_id == change.key
-                ]
-            else:
-                return
-            for key in stale:
-                del self._states[key]
+            if change.kind in (Kind.TOKEN, Kind.APPLICATION, Kind.ORGANIZATION):
+                for key in list(self._index.get((change.kind, change.key), ())):
+                    self._forget(key)
 
     def reset(self) -> None:
         with self._lock:
             self._epoch += 1
             self._states.clear()
+            self._index.clear()
+
+    def _forget(self, key: tuple[str, str]) -> None:
+        """Drop ``key`` and its index entries; the caller holds the lock."""
+        state = self._states.pop(key)
+        for entry in _index_entries(key, state):
+            keys = self._index.get(entry)
+            if keys is not None:
+                keys.discard(key)
+                if not keys:
+                    del self._index[entry]
+
+
+def _index_entries(key: tuple[str, str], state: TokenState | None) -> list[tuple[Kind, str]]:
+    """What a remembered (client_id, jti) depends on: its jti, and if the store
+    knew the application, that application and its organization."""
+    entries = [(Kind.TOKEN, key[1])]
+    if state is not None:
+        entries += [
+            (Kind.APPLICATION, state.application_id),
+            (Kind.ORGANIZATION, state.organization_id),
+        ]
+    return entries
 
 
 class Introspector:
