@@ -430,6 +430,9 @@ def test_sigterm_during_a_database_hang_answers_503_within_the_grace_period(
     assert slow.http.headers["content-type"] == "application/json"
     assert slow.http.json()["error"] == "temporarily_unavailable"
     assert slow.http.headers["retry-after"]
+    # RFC 6749 section 5.1, as every other token-endpoint answer.
+    assert slow.http.headers["cache-control"] == "no-store"
+    assert slow.http.headers["pragma"] == "no-cache"
     assert grace - 0.2 < slow.http_done - signalled < grace + 1.0
     assert watch.not_serving_at - signalled < 0.5, watch.not_serving_at - signalled
     print(f"stopped {took:.2f} s after SIGTERM, with {grace:g} s of grace")

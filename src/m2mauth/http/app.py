@@ -24,14 +24,13 @@ from m2mauth.core.registry import SUPPORTED
 from m2mauth.database_urls import STORE_TIMEOUT_SECONDS
 from m2mauth.http import forms
 from m2mauth.http.backend import TokenBackend
-from m2mauth.http.errors import OAuthError, invalid_request
+from m2mauth.http.errors import NO_STORE, OAuthError, invalid_request
 from m2mauth.http.metrics import ShimMetrics
 from m2mauth.http.openapi import openapi_document
 from m2mauth.v1 import token_service_pb2 as pb
 
 # RFC 6749 section 5.1: token responses "MUST include ... Cache-Control: no-store"
 # and "Pragma: no-cache"; the same for anything carrying token data.
-NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 REALM = "m2mauth"
 log = logging.getLogger("m2mauth.http")
 

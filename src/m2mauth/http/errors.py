@@ -8,6 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# RFC 6749 section 5.1 (and 5.2 by extension): token endpoint answers must not
+# be cached. Pragma for HTTP/1.0 caches, as the RFC's examples send it.
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
 
 @dataclass(frozen=True, slots=True)
 class OAuthError(Exception):

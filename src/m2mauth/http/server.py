@@ -27,7 +27,7 @@ from m2mauth.config import (
     HTTP_READ_TIMEOUT_SECONDS,
 )
 from m2mauth.http.connections import read_timeout_protocol
-from m2mauth.http.errors import unavailable
+from m2mauth.http.errors import NO_STORE, unavailable
 from m2mauth.tls import HttpServerTls
 
 log = logging.getLogger("m2mauth.http")
@@ -72,7 +72,7 @@ class _Call:
         headers = [
             (b"content-type", b"application/json"),
             (b"content-length", str(len(body)).encode()),
-            (b"cache-control", b"no-store"),
+            *((name.lower().encode(), value.encode()) for name, value in NO_STORE.items()),
             (b"retry-after", b"1"),
         ]
         await self._send({"type": "http.response.start", "status": 503, "headers": headers})
