@@ -249,3 +249,22 @@ def test_jose_rejects_a_token_whose_key_was_rotated_out(clocked_shim: ClockedShi
     )
     assert introspection.status_code == 200, introspection.text
     assert introspection.json() == {"active": False}
+
+
+def test_jose_verifies_the_tokens_of_every_signing_algorithm(clocked_shim: ClockedShim) -> None:
+    """Tokens are signed by m2mauth's own compact-JWS signer, not a JWT library:
+    Node's jose, a verifier nobody here wrote, accepts each algorithm's."""
+    shim = clocked_shim
+    partner = shim.partner(scopes=SCOPES)
+    cases = []
+    for algorithm in ("RS256", "EdDSA", "ES256"):
+        # Twice: the first promotes the NEXT key made before; the second, one of this
+        # algorithm. Every key stays published (PREVIOUS) for the one run of jose.
+        for _ in range(2):
+            shim.container.tokens.keys.rotate(ENV, algorithm, now=True)
+        token = issue(shim, partner)
+        assert jwt.get_unverified_header(token)["alg"] == algorithm
+        cases.append({"label": algorithm, "token": token})
+    results = jose_verify(shim, cases)
+    for algorithm in ("RS256", "EdDSA", "ES256"):
+        assert accepted(results[algorithm])["client_id"] == partner.client_id, algorithm

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from m2mauth.core import signing_keys
+from m2mauth.core import jws, signing_keys
 from m2mauth.core.interfaces import Store
 from m2mauth.store.memory import MemoryDatabase, MemoryStore
 from tests.token_world import (
@@ -64,16 +64,16 @@ def no_sockets(monkeypatch: pytest.MonkeyPatch) -> None:
 # world: most of the tier's time. Tests draw them from a pool that is made once
 # (distinct keys within any one test: no ring in a test holds 16 at once).
 _RSA_POOL_SIZE = 16
-_rsa_pool: list[signing_keys.PrivateKey] = []
+_rsa_pool: list[jws.PrivateKey] = []
 _real_generate = signing_keys.generate_private_key
 
 
-def _pooled_rsa() -> Callable[[str], signing_keys.PrivateKey]:
+def _pooled_rsa() -> Callable[[str], jws.PrivateKey]:
     if not _rsa_pool:
         _rsa_pool.extend(_real_generate("RS256") for _ in range(_RSA_POOL_SIZE))
     cycle = itertools.cycle(_rsa_pool)
 
-    def generate(algorithm: str) -> signing_keys.PrivateKey:
+    def generate(algorithm: str) -> jws.PrivateKey:
         return next(cycle) if algorithm == "RS256" else _real_generate(algorithm)
 
     return generate

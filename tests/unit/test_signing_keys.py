@@ -15,7 +15,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
-from m2mauth.core import signing_keys
+from m2mauth.core import jws, signing_keys
 from m2mauth.core.blocking import WouldBlock, non_blocking
 from m2mauth.core.interfaces import Store, UnitOfWork
 from m2mauth.core.models import AuditFilter, SigningKey, SigningKeyState
@@ -522,7 +522,7 @@ def test_keys_are_decrypted_once_per_process(
     calls: list[str] = []
     real = signing_keys.decrypt_private_key
 
-    def counting(kek: bytes, kid: str, blob: bytes) -> signing_keys.PrivateKey:
+    def counting(kek: bytes, kid: str, blob: bytes) -> jws.PrivateKey:
         calls.append(kid)
         return real(kek, kid, blob)
 

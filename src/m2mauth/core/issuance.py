@@ -4,7 +4,8 @@
 the :class:`~m2mauth.core.client_auth.ClientAuthentication` seam and hands the
 request to the registered :class:`Grant` (client_credentials today, see
 :mod:`m2mauth.core.client_credentials`). Every grant mints its token with
-:class:`AccessTokens`: claims, signature with the CURRENT key (already parsed),
+:class:`AccessTokens`: claims, signature with the CURRENT key (already parsed,
+its header already encoded: :mod:`m2mauth.core.jws`),
 usage recorded in memory, one structured log line. No store write happens
 here; see :mod:`m2mauth.core.usage`.
 """
@@ -15,8 +16,6 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
-
-import jwt
 
 from m2mauth.core import ids
 from m2mauth.core.client_auth import AuthenticatedClient, ClientAuthentication, FailureSink
@@ -30,9 +29,6 @@ from m2mauth.core.usage import UsageRecorder
 log = logging.getLogger("m2mauth.tokens")
 
 TOKEN_TYPE = "Bearer"  # noqa: S105 - RFC 6750, not a secret
-# RFC 9068 section 2.1: the media type of a JWT access token is application/at+jwt,
-# and the "typ" header omits the "application/" prefix (RFC 7515 section 4.1.9).
-JWT_TYPE = "at+jwt"
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,8 +67,8 @@ class AccessTokens:
     ) -> IssuedToken:
         now = self._clock()
         claims = self._claims(client, scopes, aud, int(now.timestamp()), ttl)
-        kid, alg, key = self._ring.current_signer()
-        token = jwt.encode(claims, key, algorithm=alg, headers={"typ": JWT_TYPE, "kid": kid})
+        signer = self._ring.signer()
+        token = signer.sign(claims)
         self._usage.record(client.secret, now)
         log.info(
             "token issued",
@@ -84,7 +80,7 @@ class AccessTokens:
                 "secret_id": client.secret.id,
                 "scope": claims.get("scope", ""),
                 "aud": aud,
-                "kid": kid,
+                "kid": signer.kid,
                 "expires_in": ttl,
             },
         )

@@ -42,7 +42,6 @@ refetch on the unknown kid (the verify kit and most JWT libraries do).
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import json
 import logging
@@ -64,6 +63,7 @@ from m2mauth.core.blocking import WouldBlock, may_block
 from m2mauth.core.changes import Change, Kind
 from m2mauth.core.clock import Clock
 from m2mauth.core.interfaces import Store, UnitOfWork
+from m2mauth.core.jws import CompactSigner, PrivateKey, b64url
 from m2mauth.core.models import SigningKey, SigningKeyState
 
 log = logging.getLogger("m2mauth.keys")
@@ -78,7 +78,6 @@ DEFAULT_REFRESH_INTERVAL_SECONDS = 30.0
 UNKNOWN_KID_REFRESH_SECONDS = 1.0
 _NONCE_BYTES = 12  # 96-bit GCM nonce (NIST SP 800-38D section 8.2)
 
-PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
 PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
 
 
@@ -102,7 +101,7 @@ def generate_private_key(algorithm: str) -> PrivateKey:
 
 
 def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+    return b64url(data).decode()
 
 
 def _uint(value: int, length: int | None = None) -> bytes:
@@ -215,6 +214,7 @@ class _Material:
     private_key: PrivateKey
     public_key: PublicKey
     jwk: dict[str, str]
+    signer: CompactSigner
 
 
 @dataclass(frozen=True, slots=True)
@@ -285,6 +285,13 @@ class SigningKeyRing:
             view.current.algorithm,
             view.material[view.current.id].private_key,
         )
+
+    def signer(self) -> CompactSigner:
+        """The CURRENT key's signer, its header already encoded."""
+        view = self._view
+        if view.current is None:
+            raise RuntimeError("no current signing key: call ensure_keys() at start-up")
+        return view.material[view.current.id].signer
 
     def jwks(self) -> list[dict[str, str]]:
         """Public JWKs of the NEXT, CURRENT and unexpired PREVIOUS keys (RFC 7517 section 5)."""
@@ -358,7 +365,12 @@ class SigningKeyRing:
             if cached is None:
                 private = decrypt_private_key(self._kek, kid, record.encrypted_private_key)
                 public = private.public_key()
-                cached = _Material(private, public, public_jwk(kid, record.algorithm, public))
+                cached = _Material(
+                    private,
+                    public,
+                    public_jwk(kid, record.algorithm, public),
+                    CompactSigner(kid, record.algorithm, private),
+                )
             material[kid] = cached
         currents = [r for r in live.values() if r.state is SigningKeyState.CURRENT]
         # Exactly one CURRENT is the invariant; if a broken store had several,

@@ -29,7 +29,7 @@ from typing import Any, TypeGuard
 import jwt
 
 from m2mauth.core.errors import IssuerMismatch
-from m2mauth.core.issuance import JWT_TYPE
+from m2mauth.core.jws import JWT_TYPE
 from m2mauth.core.signing_keys import SigningKeyRing
 
 log = logging.getLogger("m2mauth.tokens")
