@@ -17,6 +17,7 @@ from starlette.responses import Response
 
 from m2mauth.core.applications import ApplicationFields, Applications
 from m2mauth.core.audit import AuditReader
+from m2mauth.core.echo import looks_like_credential
 from m2mauth.core.errors import InvalidField, SecretLimitReached
 from m2mauth.core.key_management import SigningKeyAdmin
 from m2mauth.core.models import Application, AuditFilter, Organization
@@ -48,6 +49,13 @@ def field_errors(exc: InvalidField) -> dict[str, str]:
     if name == "expire_time":
         name = "expires_in_days"
     return {name: exc.message}
+
+
+def echoed(form: dict[str, str]) -> dict[str, str]:
+    """What a form shown again with its errors may repeat of what was typed: a
+    secret typed into the wrong field is still a secret (ARCHITECTURE.md), so a
+    value with a credential's shape comes back empty."""
+    return {k: "" if looks_like_credential(v) else v for k, v in form.items()}
 
 
 def words(text: str) -> list[str]:
@@ -95,7 +103,7 @@ class Pages:
         values: dict[str, str] | None = None,
     ) -> Response:
         principal = call.session.principal
-        search = call.query.get("q", "").strip()
+        search = echoed({"q": call.query.get("q", "").strip()})["q"]
         token = call.query.get("page_token", "")
         found: list[Organization] = []
         scanned = 0
@@ -127,7 +135,7 @@ class Pages:
                 call.session.principal, f.get("name", ""), f.get("external_id", ""), None
             )
         except InvalidField as exc:
-            return self.organizations_page(call, 400, field_errors(exc), f)
+            return self.organizations_page(call, 400, field_errors(exc), echoed(f))
         return self.console.redirect(f"/organizations/{org.id}", done="created")
 
     def organization_page(
@@ -166,7 +174,7 @@ class Pages:
                 call.session.principal, org_id, ["name"], call.form.get("name", ""), "", None
             )
         except InvalidField as exc:
-            return self.organization_page(call, 400, field_errors(exc), call.form, "rename")
+            return self.organization_page(call, 400, field_errors(exc), echoed(call.form), "rename")
         return self.console.redirect(f"/organizations/{org_id}", done="saved")
 
     def organization_enabled(self, call: Call) -> Response:
@@ -188,7 +196,9 @@ class Pages:
         try:
             app = self.applications.create(call.session.principal, org_id, self._fields(call.form))
         except InvalidField as exc:
-            return self.organization_page(call, 400, field_errors(exc), call.form, "application")
+            return self.organization_page(
+                call, 400, field_errors(exc), echoed(call.form), "application"
+            )
         return self.console.redirect(f"/applications/{app.id}", done="created")
 
     @staticmethod
@@ -237,7 +247,7 @@ class Pages:
         try:
             self.applications.update(call.session.principal, app_id, mask, self._fields(call.form))
         except InvalidField as exc:
-            return self.application_page(call, 400, field_errors(exc), call.form)
+            return self.application_page(call, 400, field_errors(exc), echoed(call.form))
         return self.console.redirect(f"/applications/{app_id}", done="saved")
 
     def application_enabled(self, call: Call) -> Response:
@@ -310,10 +320,12 @@ class Pages:
     # --- audit log --------------------------------------------------------------------
     def audit_get(self, call: Call) -> Response:
         q = call.query
-        values = {
-            name: q.get(name, "").strip()
-            for name in ("organization_id", "application_id", "action", "start", "end")
-        }
+        values = echoed(
+            {
+                name: q.get(name, "").strip()
+                for name in ("organization_id", "application_id", "action", "start", "end")
+            }
+        )
         events: list[Any] = []
         next_token = ""
         errors: dict[str, str] = {}
