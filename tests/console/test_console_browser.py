@@ -325,3 +325,51 @@ def test_an_idle_session_ends(chromium: Browser, tmp_path: Path) -> None:
         context.close()
     finally:
         stop(served)
+
+
+def test_everything_works_without_javascript(chromium: Browser, server: Served) -> None:
+    context = chromium.new_context(
+        viewport=DESKTOP, base_url=server.http_url, java_script_enabled=False
+    )
+    try:
+        page = context.new_page()
+        sign_in(page, server.admin_key)
+        org_id = create_organization(page, "No Script Co")
+        page.goto(f"/console/organizations/{org_id}")
+        form = page.locator("form", has=page.get_by_role("button", name="Create application"))
+        form.get_by_label("Name", exact=True).fill("plain-forms")
+        form.get_by_role("button", name="Create application").click()
+        expect(page.get_by_role("heading", name="plain-forms")).to_be_visible()
+        app_url = page.url.split("?")[0]
+        client_id = page.locator("dt:has-text('Client ID') + dd").inner_text()
+
+        page.get_by_role("button", name="Create secret").click()
+        secret = page.get_by_label(re.compile("Client secret")).input_value()
+        assert SECRET.fullmatch(secret)
+        # No script: no copy button, and the address is still the form's target.
+        expect(page.get_by_role("button", name="Copy")).to_be_hidden()
+        assert page.url == f"{app_url}/secrets"
+        page.get_by_role("link", name="I have stored it").click()
+        assert page.url == app_url
+        assert secret not in page.content()
+
+        def token_status() -> int:
+            return httpx.post(
+                f"{server.http_url}/oauth2/token",
+                data={"grant_type": "client_credentials"},
+                auth=(client_id, secret),
+            ).status_code
+
+        assert token_status() == 200
+        page.get_by_role("button", name="Disable application").click()
+        expect(page.get_by_role("status")).to_contain_text("Disabled")
+        assert token_status() == 401
+        page.get_by_role("button", name="Enable application").click()
+        expect(page.get_by_role("status")).to_have_text("Enabled.")
+        assert token_status() == 200
+        page.get_by_role("button", name="Revoke all tokens of this application").click()
+        expect(page.get_by_role("status")).to_have_text("Every token issued until now is revoked.")
+        page.get_by_role("button", name="Sign out").click()
+        expect(page.get_by_role("status")).to_have_text("You signed out.")
+    finally:
+        context.close()
