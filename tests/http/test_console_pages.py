@@ -213,3 +213,26 @@ def test_a_session_cookie_from_another_root_key_is_no_session(
         reply = stranger.get("/console/organizations")
     assert reply.status_code == 303
     assert reply.headers["location"] == "/console/sign-in?ended=none"
+
+
+def test_organizations_page_by_page_and_search_across_pages(console: Console) -> None:
+    env = console.app.admin_keys.authenticate(console.admin_key)
+    for i in range(25):
+        console.app.organizations.create(
+            env, f"{'Needle' if i in (3, 22) else 'Hay'} {i}", "", None
+        )
+    client, _ = console.signed_in()
+
+    first = client.get("/console/organizations")
+    assert first.text.count("<tr>") == 1 + 20  # the header row and a page
+    assert 'rel="next"' in first.text
+    start = first.text.index('rel="next" href="') + len('rel="next" href="')
+    second = client.get(first.text[start : first.text.index('"', start)].replace("&amp;", "&"))
+    assert second.text.count("<tr>") == 1 + 5
+    assert 'rel="next"' not in second.text
+
+    # A match on the second page of the core's listing is found from the first.
+    found = client.get("/console/organizations", params={"q": "needle"})
+    assert ">Needle 3<" in found.text
+    assert ">Needle 22<" in found.text
+    assert ">Hay 4<" not in found.text
