@@ -13,6 +13,7 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from m2mauth.v1 import admin_key_service_pb2 as ak_pb
+from m2mauth.v1 import application_service_pb2 as app_pb
 from m2mauth.v1 import organization_service_pb2 as org_pb
 from m2mauth.v1 import resources_pb2 as res
 from tests.console.conftest import DESKTOP, PHONE, SCREENSHOTS, Served, serve, stop
@@ -262,6 +263,12 @@ def test_an_organization_key_sees_only_its_organization(
             ).organization
             for name in ("Ours Ltd", "Theirs Inc")
         )
+        their_app = stubs.apps.CreateApplication(
+            app_pb.CreateApplicationRequest(
+                application=res.Application(organization_id=theirs.id, name="theirs-svc")
+            ),
+            metadata=md,
+        ).application
         scoped = stubs.admin_keys.CreateAdminKey(
             ak_pb.CreateAdminKeyRequest(
                 admin_key=res.AdminKey(name="ours", organization_id=ours.id)
@@ -278,6 +285,10 @@ def test_an_organization_key_sees_only_its_organization(
     assert response.status == 404
     expect(page.get_by_role("alert")).to_contain_text(f"organization '{theirs.id}' not found")
     shoot(page, "not-found")
+    response = page.goto(f"/console/applications/{their_app.id}")
+    assert response is not None
+    assert response.status == 404
+    assert "theirs-svc" not in page.content()
     response = page.goto("/console/signing-keys")
     assert response is not None
     assert response.status == 403
