@@ -384,3 +384,20 @@ def test_everything_works_without_javascript(chromium: Browser, server: Served) 
         expect(page.get_by_role("status")).to_have_text("You signed out.")
     finally:
         context.close()
+
+
+def test_signing_in_with_the_keyboard_alone(page: Page, server: Served) -> None:
+    page.goto("/console/sign-in")
+    page.keyboard.press("Tab")
+    expect(page.get_by_role("link", name="Skip to content")).to_be_focused()
+    page.keyboard.press("Tab")
+    expect(page.get_by_label("Admin key")).to_be_focused()
+    page.keyboard.type(server.admin_key)
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("heading", name="Organizations")).to_be_visible()
+    # The first control after the skip link is the first page of the main menu.
+    page.keyboard.press("Tab")
+    page.keyboard.press("Tab")
+    expect(page.get_by_role("link", name="Organizations")).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("heading", name="Organizations")).to_be_visible()
