@@ -133,7 +133,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     stop(served)
 
 
-@pytest.fixture(scope="session")
+# Module scope, not session: while Playwright's sync API is open it runs an
+# event loop on the main thread, and tests after these that run their own
+# (anyio.run) would find it there.
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[Browser]:
     path = chromium_path()
     with sync_playwright() as playwright:
