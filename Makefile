@@ -48,9 +48,11 @@ $(RUN_STAMP): pyproject.toml | $(BIN)/python $(INSTALLER_BIN)
 	$(INSTALL) -e .
 	touch $@
 
+# Playwright (a dev extra) drives Debian's chromium (scripts/test-browser): it must
+# never download a browser of its own.
 $(DEV_STAMP): pyproject.toml | $(BIN)/python $(INSTALLER_BIN)
 	@echo "==> installing m2mauth with the dev extras: tests, lint, code generation ($(INSTALLER))"
-	$(INSTALL) -e '.[dev]'
+	PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 $(INSTALL) -e '.[dev]'
 	touch $@ $(RUN_STAMP)
 
 NODE := node_modules/.installed
@@ -75,6 +77,7 @@ export M2MAUTH_TEST_POSTGRES_URL
 ## test: install what the tests need and run the whole suite
 test: $(DEV_STAMP) $(NODE)
 	scripts/client-toolchains auto
+	scripts/test-browser auto
 	$(BIN)/pytest
 
 ## lint: buf lint, buf breaking (scripts/buf-breaking), ruff, mypy and tsc

@@ -28,6 +28,10 @@ from m2mauth.store.schema import migrate
 from m2mauth.store.sql import SqlStore
 from tests.toolchains import SKIP_PREFIX as TOOLCHAIN_SKIPPED
 
+# Defined here, not in tests/console/conftest.py, so that this summary does not
+# import Playwright.
+BROWSER_SKIPPED = "BROWSER MISSING"
+
 POSTGRES_ENV = "M2MAUTH_TEST_POSTGRES_URL"
 POSTGRES_SKIPPED = f"PostgreSQL suite SKIPPED ({POSTGRES_ENV} not set / unreachable)"
 # Set by CI (.ci/run): there, a PostgreSQL suite that cannot run is a failure.
@@ -244,6 +248,19 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if redis_skipped:
         terminalreporter.write_sep(
             "!", f"Redis suite SKIPPED: {len(redis_skipped)} tests", red=True, bold=True
+        )
+    no_browser = [
+        report
+        for report in terminalreporter.stats.get("skipped", [])
+        if BROWSER_SKIPPED in str(getattr(report, "longrepr", ""))
+    ]
+    if no_browser:
+        terminalreporter.write_sep(
+            "!",
+            f"Console browser tests SKIPPED ({BROWSER_SKIPPED}): {len(no_browser)} tests; "
+            "`scripts/test-browser install` installs Debian's chromium",
+            red=True,
+            bold=True,
         )
     no_toolchain = [
         report

@@ -25,6 +25,7 @@ from m2mauth.core.applications import Applications
 from m2mauth.core.audit import AuditReader, AuditRetention
 from m2mauth.core.changes import ChangeFeed, Freshness
 from m2mauth.core.clock import Clock, utc_now
+from m2mauth.core.console_sessions import ConsoleSessions
 from m2mauth.core.credentials import CredentialHasher
 from m2mauth.core.failures import FailedAttempts, fingerprinter
 from m2mauth.core.interfaces import Listener, Store
@@ -116,6 +117,18 @@ class App:
             tokens=TokenServicer(self.tokens, self.admin_keys),
             keys=KeyServicer(self.tokens.keys, self.admin_keys),
             admin_keys=AdminKeyServicer(self.admin_keys),
+        )
+
+    @cached_property
+    def console_sessions(self) -> ConsoleSessions:
+        """The web console's sign-in sessions (used only when the console is on)."""
+        return ConsoleSessions(
+            self.store,
+            self.admin_keys,
+            self.keys.console_session,
+            self.clock,
+            idle_timeout=timedelta(seconds=self.settings.console_idle_timeout_seconds),
+            lifetime=timedelta(seconds=self.settings.console_session_max_seconds),
         )
 
     @cached_property

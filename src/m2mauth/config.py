@@ -284,6 +284,17 @@ class Settings:
         "serve-http: client certificate chain presented to the upstream (mutual TLS; implies TLS).",
     )
     upstream_key: str = setting("", "serve-http: private key of --upstream-cert.")
+    console: bool = setting(
+        False,
+        "Serve the operators' web console under /console on the OAuth HTTP listener "
+        "(sign-in with an admin key). Always on with --dev.",
+    )
+    console_idle_timeout_seconds: int = setting(
+        900, "A console session unused this long ends; the operator signs in again."
+    )
+    console_session_max_seconds: int = setting(
+        28800, "A console session ends this long after sign-in, however busy."
+    )
     log_level: str = setting("INFO", "Log level: DEBUG, INFO, WARNING or ERROR.")
     log_format: str = setting("json", "Log format: json (structured) or text.")
     # --dev: the embedded default (SQLite and a root key file under ./var).
@@ -315,6 +326,8 @@ class Settings:
         changes: dict[str, Any] = {}
         if not self.database_url and self.dev:
             changes["database_url"] = f"sqlite:///{self.data_dir / 'm2mauth.db'}"
+        if self.dev:
+            changes["console"] = True
         if not self.root_key_file and not self.root_key and self.dev:
             changes["root_key_file"] = str(self.data_dir / "root.key")
         # With --http-port 0 the port is known only once bound; serve fills it then.
@@ -426,6 +439,17 @@ class Settings:
             "use (e.g. https://auth.example.com); every replica needs the same one"
         ]
 
+    def _console_problems(self) -> list[str]:
+        out: list[str] = []
+        if not 1 <= self.console_idle_timeout_seconds <= self.console_session_max_seconds:
+            out.append(
+                "--console-idle-timeout-seconds must be at least 1 and at most "
+                "--console-session-max-seconds"
+            )
+        if self.console_session_max_seconds > 7 * 24 * 3600:
+            out.append("--console-session-max-seconds must be at most a week (604800)")
+        return out
+
     def problems(self) -> list[str]:
         """What is wrong with these settings, as sentences an operator can act on."""
         out = self._database_problems() + self._edge_problems() + self._tls_problems()
@@ -452,7 +476,7 @@ class Settings:
             out.append("--key-rotation-interval-seconds must exceed --jwks-max-age-seconds")
         if not 0 <= self.audit_retention_days <= 36500:
             out.append("--audit-retention-days must be between 0 (keep for ever) and 36500")
-        out += self._limit_problems()
+        out += self._limit_problems() + self._console_problems()
         if not 0.1 <= self.store_timeout_seconds <= 600:
             out.append("--store-timeout-seconds must be between 0.1 and 600")
         if not 1 <= self.processes <= 256:

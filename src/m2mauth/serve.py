@@ -176,6 +176,8 @@ def _banner(prepared: Prepared, urls: tuple[str, str], echo: Echo) -> None:
         f"(store: {redact(settings.database_url)})"
     )
     echo(f"OAuth over HTTP on {http_url} (issuer {settings.issuer})")
+    if settings.console:
+        echo(f"Web console on {http_url}/console/ (sign in with an admin key)")
     echo(_metrics_line(settings, prepared.metrics_ports))
     if settings.processes > 1:
         echo(f"{settings.processes} processes share these ports")

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy.exc import DBAPIError
+from starlette.routing import Mount
 
 from m2mauth.bootstrap import App, bootstrap, load_root_key
 from m2mauth.client_address import parse_networks
@@ -22,6 +23,7 @@ from m2mauth.core.signing_keys import SigningKeyError
 from m2mauth.database_urls import redact
 from m2mauth.grpc.server import GrpcServer, create_server
 from m2mauth.http.app import create_http_app
+from m2mauth.http.console import create_console
 from m2mauth.http.metrics import ShimMetrics, create_metrics_app
 from m2mauth.http.server import STOP_MARGIN_SECONDS, HttpServer, start_http_server
 from m2mauth.ratelimit.redis import RateLimitCollector, RedisCounters
@@ -175,6 +177,20 @@ class Running:
         self._reload_tls()
 
 
+def console_mount(app: App, settings: Settings) -> Mount:
+    """The web console over this process's core services (--console, on with --dev)."""
+    return create_console(
+        app.console_sessions,
+        app.organizations,
+        app.applications,
+        app.audit,
+        app.tokens.keys,
+        # Behind a proxy that terminates TLS (--allow-plaintext) the browser is on https.
+        secure_cookies=settings.http_tls() is not None or settings.allow_plaintext,
+        trusted_proxies=parse_networks(settings.trusted_proxies),
+    )
+
+
 def shim_metrics(app: App, settings: Settings) -> ShimMetrics:
     """The shim's metrics, with the shared rate-limit counters' health when in Redis."""
     metrics = ShimMetrics(org_labels=settings.metrics_org_labels)
@@ -223,6 +239,7 @@ def start_serving(
                 metrics,
                 trusted_proxies=parse_networks(settings.trusted_proxies),
                 ready_timeout=settings.store_timeout_seconds,
+                console=console_mount(app, settings) if settings.console else None,
             ),
             http_socket,
             grace=settings.grace_period_seconds,

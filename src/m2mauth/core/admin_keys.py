@@ -25,7 +25,7 @@ from m2mauth.core.credentials import (
 from m2mauth.core.errors import AdminKeyInvalid, InvalidField, NotFound
 from m2mauth.core.failures import FailedAttempts, presented_actor
 from m2mauth.core.interfaces import Store, UnitOfWork
-from m2mauth.core.models import AdminKey, AdminKeyRole, Principal
+from m2mauth.core.models import AdminKey, AdminKeyRole, Organization, Principal
 from m2mauth.core.pagination import Page, Pager, PageTokenCodec
 from m2mauth.core.permissions import Permission, no_wider, require
 from m2mauth.core.usage import AdminKeyUsageRecorder
@@ -48,6 +48,21 @@ def visible_admin_key(uow: UnitOfWork, principal: Principal, key_id: str) -> Adm
     ):
         raise NotFound(RESOURCE, key_id)
     return key
+
+
+def refusal(key: AdminKey | None, org: Organization | None, now: datetime) -> str:
+    """Why ``key`` (with ``org``, its organization when scoped) may not be used
+    now, as a reason for the audit log; "" when it may. Shared with whatever
+    else resumes a key by id (the console's sessions)."""
+    if key is None:
+        return "unknown_key"
+    if key.revoked_at is not None:
+        return "revoked"
+    if key.expires_at is not None and key.expires_at <= now:
+        return "expired"
+    if key.organization_id is not None and (org is None or not org.enabled):
+        return "organization_disabled" if org is not None else "organization_missing"
+    return ""
 
 
 def _future(field: str, value: datetime | None, now: datetime) -> datetime | None:
@@ -274,15 +289,7 @@ class AdminKeys:
                 else None
             )
         now = self._clock()
-        reason = ""
-        if key is None:
-            reason = "unknown_key"
-        elif key.revoked_at is not None:
-            reason = "revoked"
-        elif key.expires_at is not None and key.expires_at <= now:
-            reason = "expired"
-        elif key.organization_id is not None and (org is None or not org.enabled):
-            reason = "organization_disabled" if org is not None else "organization_missing"
+        reason = refusal(key, org, now)
         if key is None or reason:
             self._failed(presented, reason, source, key)
             raise AdminKeyInvalid(f"{_NOT_VALID} ({reason.replace('_', ' ')})")

@@ -46,6 +46,8 @@ class DerivedKeys:
     page_token: bytes
     # Keys the fingerprints of malformed credentials in the audit log.
     audit_fingerprint: bytes
+    # Signs the web console's session cookies and CSRF tokens.
+    console_session: bytes
 
     @classmethod
     def from_root(cls, root: bytes) -> DerivedKeys:
@@ -56,6 +58,7 @@ class DerivedKeys:
             credential_hash=_derive(root, "credential-hash"),
             page_token=_derive(root, "page-token"),
             audit_fingerprint=_derive(root, "audit-fingerprint"),
+            console_session=_derive(root, "console-session"),
         )
 
 

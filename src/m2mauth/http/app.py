@@ -16,7 +16,7 @@ from google.protobuf import json_format
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Mount, Route
 
 from m2mauth.client_address import Network, client_address
 from m2mauth.core.echo import shown
@@ -215,11 +215,13 @@ def create_http_app(
     *,
     trusted_proxies: Sequence[Network] = (),
     ready_timeout: float = STORE_TIMEOUT_SECONDS,
+    console: Mount | None = None,
 ) -> Starlette:
     """``ready_timeout``: /readyz answers 503 when the store has not answered
-    within this many seconds."""
+    within this many seconds. ``console``: the web console's mount, when it is on
+    (m2mauth.http.console); it renders its own errors as pages."""
     e = OAuthEndpoints(backend, issuer, metrics or ShimMetrics(), trusted_proxies, ready_timeout)
-    routes = [
+    routes: list[BaseRoute] = [
         Route("/oauth2/token", e.observed("token", e.token), methods=["POST"]),
         Route(
             "/oauth2/introspection",
@@ -238,6 +240,8 @@ def create_http_app(
         Route("/readyz", e.readyz, methods=["GET"]),
         Route("/openapi.json", e.openapi, methods=["GET"]),
     ]
+    if console is not None:
+        routes.append(console)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
