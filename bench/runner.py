@@ -10,15 +10,19 @@ import time
 import urllib.parse
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import grpc
+
 from bench import procfs
 from bench.cases import Case, Measurement
 from bench.ceilings import Rate, crypto_rates, verify_kit_rate
 from bench.grpc_load import run_grpc_load
+from bench.h2load import ensure_h2load, h2load_version, run_h2load, write_request_file
 from bench.provision import Client, provision
 from bench.report import (
     HEADER,
@@ -65,6 +69,13 @@ def plan(settings: BenchSettings, backend: str, algorithm: str, first: bool) -> 
     return [case for case in cases if settings.wants(case.name)]
 
 
+@dataclass(frozen=True, slots=True)
+class Tools:
+    wrk: str
+    h2load: str | None  # None: gRPC load with grpc.aio (BENCH_GRPC_LOAD=grpc.aio)
+    workdir: Path  # request files and h2load's per-request log
+
+
 class Window:
     """Server CPU between on_start and on_end, sampled from /proc."""
 
@@ -109,12 +120,65 @@ def _grpc_request(case: Case, client: Client) -> bytes:
     return token_pb.GetJwksRequest().SerializeToString()
 
 
+VERIFY_CALLS = 3
+
+
+def grpc_answer_bytes(target: str, method: str, request: bytes) -> int:
+    """Call ``method`` with the exact request bytes h2load will send, with grpcio, and
+    return the size of its framed answer (the same on every call, or the count of OK
+    calls under h2load, which relies on it, would be wrong)."""
+    with grpc.insecure_channel(target) as channel:
+        call = channel.unary_unary(method)
+        sizes: set[int] = set()
+        for _ in range(VERIFY_CALLS):
+            try:
+                answer: bytes = call(request, timeout=10)
+            except grpc.RpcError as exc:
+                raise BenchError(f"{method} with the bench's request failed: {exc}") from exc
+            sizes.add(len(answer))
+    if len(sizes) != 1:
+        raise BenchError(f"{method} answered with different sizes {sorted(sizes)}")
+    return 5 + sizes.pop()  # the answer's 5-byte gRPC prefix counts as DATA too
+
+
+def _run_h2load_case(
+    settings: BenchSettings,
+    case: Case,
+    server: RunningServer,
+    client: Client,
+    h2load: str,
+    workdir: Path,
+    window: Window,
+) -> LoadResult:
+    method = SERVICE + GRPC_METHODS[case.operation]
+    request = _grpc_request(case, client)
+    answer_bytes = grpc_answer_bytes(server.grpc_target, method, request)
+    body = write_request_file(workdir / f"{case.operation}.grpc", request)
+    url = f"http://{server.grpc_target}{method}"
+    common: dict[str, Any] = {"answer_bytes": answer_bytes, "concurrency": case.concurrency}
+    run_h2load(h2load, url, body, seconds=settings.warmup, **common)
+    load = run_h2load(
+        h2load,
+        url,
+        body,
+        seconds=settings.duration,
+        log=workdir / "h2load.log",
+        on_start=window.on_start,
+        on_end=window.on_end,
+        **common,
+    )
+    # Still OK after the load (no throttling or failure that the sizes could hide).
+    if grpc_answer_bytes(server.grpc_target, method, request) != answer_bytes:
+        raise BenchError(f"{method}: the answer's size changed during the load")
+    return load
+
+
 def run_case(
     settings: BenchSettings,
     case: Case,
     server: RunningServer,
     client: Client,
-    wrk: str,
+    tools: Tools,
     sign_per_core: float | None,
 ) -> Measurement:
     window = Window(server.pid)
@@ -128,15 +192,17 @@ def run_case(
             "body": body,
             "authorization": authorization,
         }
-        run_wrk(wrk, url, seconds=settings.warmup, **common)
+        run_wrk(tools.wrk, url, seconds=settings.warmup, **common)
         load = run_wrk(
-            wrk,
+            tools.wrk,
             url,
             seconds=settings.duration,
             on_start=window.on_start,
             on_end=window.on_end,
             **common,
         )
+    elif tools.h2load is not None:
+        load = _run_h2load_case(settings, case, server, client, tools.h2load, tools.workdir, window)
     else:
         load = run_grpc_load(
             server.grpc_target,
@@ -191,6 +257,12 @@ def _estimate_seconds(settings: BenchSettings, cases: int) -> float:
     return cases * per_case + len(settings.algorithms) * 4 * settings.ceiling_duration + 30
 
 
+def _server_source() -> str:
+    if os.environ.get("BENCH_M2MAUTH", "").strip():
+        return "BENCH_M2MAUTH (another checkout's m2mauth)"
+    return "this checkout's"
+
+
 def _banner(settings: BenchSettings, processes: int | None) -> Iterator[str]:
     yield (
         f"m2mauth benchmark: {settings.duration:g} s per case (+{settings.warmup:g} s warm-up), "
@@ -201,6 +273,7 @@ def _banner(settings: BenchSettings, processes: int | None) -> Iterator[str]:
         yield "server: one process (this m2mauth has no `serve --processes`)"
     else:
         yield f"server: `serve --processes {processes}`"
+    yield f"server executable: {_server_source()}; gRPC load: {settings.grpc_load}"
 
 
 def _usable_backends(settings: BenchSettings, notes: list[str]) -> list[str]:
@@ -223,9 +296,9 @@ def _usable_backends(settings: BenchSettings, notes: list[str]) -> list[str]:
 class Run:
     """One benchmark run: what it measured so far."""
 
-    def __init__(self, settings: BenchSettings, wrk: str, processes: int | None) -> None:
+    def __init__(self, settings: BenchSettings, tools: Tools, processes: int | None) -> None:
         self.settings = settings
-        self.wrk = wrk
+        self.tools = tools
         self.processes = processes
         self.rates: dict[str, Rate] = {}
         self.results: list[Measurement] = []
@@ -274,7 +347,7 @@ class Run:
                         case,
                         server,
                         client,
-                        self.wrk,
+                        self.tools,
                         sign.per_second if sign else None,
                     )
                     self.results.append(measured)
@@ -318,7 +391,11 @@ class Run:
                         "starlette",
                     )
                 },
-                "wrk": wrk_version(self.wrk),
+                "wrk": wrk_version(self.tools.wrk),
+                "grpc_load": (
+                    h2load_version(self.tools.h2load) if self.tools.h2load else "grpc.aio"
+                ),
+                "m2mauth_executable": _server_source(),
                 "serve_processes_option": self.processes,
                 "elapsed_seconds": round(elapsed, 1),
             },
@@ -340,6 +417,7 @@ def main() -> int:
     started = time.monotonic()
     try:
         wrk = ensure_wrk()
+        h2load = ensure_h2load() if settings.grpc_load == "h2load" else None
         exe = m2mauth_executable()
         processes = settings.processes if serve_supports_processes(exe) else None
         if processes is None:
@@ -355,9 +433,9 @@ def main() -> int:
         planned = sum(len(cases) for _, _, cases in plans)
         minutes = _estimate_seconds(settings, planned) / 60
         print(f"{planned} cases, about {minutes:.1f} min", flush=True)
-        run = Run(settings, wrk, processes)
-        run.ceilings()
         with tempfile.TemporaryDirectory(prefix="m2mauth-bench-") as tmp:
+            run = Run(settings, Tools(wrk, h2load, Path(tmp)), processes)
+            run.ceilings()
             for backend, algorithm, cases in plans:
                 run.one_server(backend, algorithm, cases, Path(tmp))
     except BenchError as exc:

@@ -35,7 +35,14 @@ class BenchError(Exception):
 
 
 def m2mauth_executable() -> str:
-    """The ``m2mauth`` script beside the running interpreter (the venv's), else on PATH."""
+    """``BENCH_M2MAUTH`` (another checkout's server, e.g. an older commit, under this
+    harness), else the ``m2mauth`` script beside the running interpreter (the venv's),
+    else on PATH."""
+    chosen = os.environ.get("BENCH_M2MAUTH", "").strip()
+    if chosen:
+        if not Path(chosen).exists():
+            raise BenchError(f"BENCH_M2MAUTH={chosen}: no such file")
+        return chosen
     beside = Path(sys.executable).parent / "m2mauth"
     if beside.exists():
         return str(beside)
@@ -52,12 +59,17 @@ def free_port() -> int:
         return port
 
 
-def serve_supports_processes(exe: str) -> bool:
-    """Whether this m2mauth has ``serve --processes`` (several worker processes)."""
+def serve_supports(exe: str, option: str) -> bool:
+    """Whether this m2mauth's ``serve`` has ``option`` (older commits lack some)."""
     result = subprocess.run(  # noqa: S603 - our own executable, fixed arguments
         [exe, "serve", "--help"], capture_output=True, text=True, check=False, timeout=60
     )
-    return "--processes" in result.stdout
+    return option in result.stdout
+
+
+def serve_supports_processes(exe: str) -> bool:
+    """Whether this m2mauth has ``serve --processes`` (several worker processes)."""
+    return serve_supports(exe, "--processes")
 
 
 def _clean_env(extra: dict[str, str]) -> dict[str, str]:
@@ -198,9 +210,10 @@ def running_server(
         algorithm,
         "--grace-period-seconds",
         str(STOP_GRACE_SECONDS),
-        "--metrics-port",
-        "0",
     ]
+    # Port 0: no metrics listener. A server from before the metrics has none anyway.
+    if serve_supports(exe, "--metrics-port"):
+        command += ["--metrics-port", "0"]
     if processes is not None:
         command += ["--processes", str(processes)]
     command += list(extra_args)

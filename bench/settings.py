@@ -11,6 +11,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 DEFAULT_OUTPUT = BENCH_DIR / "results" / "latest.json"
 DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 ALGORITHMS = ("RS256", "ES256")
+GRPC_LOADS = ("h2load", "grpc.aio")
 
 
 def _env_float(name: str, default: float) -> float:
@@ -41,7 +42,8 @@ class BenchSettings:
     backends: tuple[str, ...]
     postgres_url: str
     processes: int  # --processes for the server, when it has that option
-    grpc_client_processes: int  # load-generator processes at the highest concurrency
+    grpc_load: str  # the gRPC load generator: h2load, or grpc.aio (bench/grpc_load.py)
+    grpc_client_processes: int  # grpc.aio load processes at the highest concurrency
     only: tuple[str, ...]  # run only the cases whose name contains one of these
     # Extra `serve` arguments, e.g. "--rate-limit-url redis://127.0.0.1:6379/0".
     server_args: tuple[str, ...]
@@ -52,6 +54,9 @@ class BenchSettings:
         quick = os.environ.get("BENCH_QUICK", "") not in ("", "0")
         cores = os.cpu_count() or 1
         duration = _env_float("BENCH_DURATION", 2.0 if quick else 10.0)
+        grpc_load = os.environ.get("BENCH_GRPC_LOAD", "").strip() or GRPC_LOADS[0]
+        if grpc_load not in GRPC_LOADS:
+            raise ValueError(f"BENCH_GRPC_LOAD={grpc_load!r}: one of {', '.join(GRPC_LOADS)}")
         return cls(
             quick=quick,
             duration=duration,
@@ -66,6 +71,7 @@ class BenchSettings:
             or os.environ.get("M2MAUTH_TEST_POSTGRES_URL")
             or DEFAULT_POSTGRES_URL,
             processes=_env_int("BENCH_PROCESSES", cores),
+            grpc_load=grpc_load,
             grpc_client_processes=_env_int("BENCH_GRPC_CLIENT_PROCESSES", max(1, cores // 2)),
             only=_env_list("BENCH_ONLY", ()),
             server_args=tuple(os.environ.get("BENCH_SERVER_ARGS", "").split()),

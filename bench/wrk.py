@@ -18,27 +18,32 @@ MARKER = "BENCH_JSON "
 
 
 def ensure_wrk() -> str:
-    """The wrk executable; installed with apt-get when missing and we are root."""
-    found = shutil.which("wrk")
+    return ensure_tool("wrk", "wrk")
+
+
+def ensure_tool(name: str, package: str) -> str:
+    """The ``name`` executable; its Debian ``package`` installed with apt-get when it is
+    missing and we are root."""
+    found = shutil.which(name)
     if found:
         return found
     apt = shutil.which("apt-get")
     if apt is None or os.geteuid() != 0:
         raise BenchError(
-            "wrk is not installed: install it (Debian/Ubuntu: `sudo apt-get install -y wrk`, "
-            "macOS: `brew install wrk`) and run `make bench` again"
+            f"{name} is not installed: install it (Debian/Ubuntu: "
+            f"`sudo apt-get install -y {package}`) and run `make bench` again"
         )
-    print("wrk is missing: apt-get install -y wrk", flush=True)
+    print(f"{name} is missing: apt-get install -y {package}", flush=True)
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for args in (["install", "-y", "wrk"], ["update"], ["install", "-y", "wrk"]):
+    for args in (["install", "-y", package], ["update"], ["install", "-y", package]):
         done = subprocess.run(  # noqa: S603 - apt-get with fixed arguments
             [apt, "-q", *args], capture_output=True, text=True, env=env, check=False
         )
         if args[0] == "install" and done.returncode == 0:
             break
-    found = shutil.which("wrk")
+    found = shutil.which(name)
     if found is None:
-        raise BenchError(f"`apt-get install -y wrk` failed: {done.stderr.strip()[-500:]}")
+        raise BenchError(f"`apt-get install -y {package}` failed: {done.stderr.strip()[-500:]}")
     return found
 
 
