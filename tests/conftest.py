@@ -230,48 +230,23 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    skipped = [
-        report
-        for report in terminalreporter.stats.get("skipped", [])
-        if "postgres" in getattr(report, "keywords", {})
-        and "PostgreSQL suite skipped" in str(getattr(report, "longrepr", ""))
-    ]
-    if skipped:
-        terminalreporter.write_sep(
-            "!", f"{POSTGRES_SKIPPED}: {len(skipped)} tests", red=True, bold=True
-        )
-    redis_skipped = [
-        report
-        for report in terminalreporter.stats.get("skipped", [])
-        if "Redis suite skipped" in str(getattr(report, "longrepr", ""))
-    ]
-    if redis_skipped:
-        terminalreporter.write_sep(
-            "!", f"Redis suite SKIPPED: {len(redis_skipped)} tests", red=True, bold=True
-        )
-    no_browser = [
-        report
-        for report in terminalreporter.stats.get("skipped", [])
-        if BROWSER_SKIPPED in str(getattr(report, "longrepr", ""))
-    ]
-    if no_browser:
-        terminalreporter.write_sep(
-            "!",
-            f"Console browser tests SKIPPED ({BROWSER_SKIPPED}): {len(no_browser)} tests; "
+    """A red line per suite that skipped for want of a service or a toolchain: a
+    local run says so loudly (CI makes such a skip a failure instead)."""
+    skipped = [str(getattr(r, "longrepr", "")) for r in terminalreporter.stats.get("skipped", [])]
+    for reason, line in (
+        ("PostgreSQL suite skipped", f"{POSTGRES_SKIPPED}: {{}} tests"),
+        ("Redis suite skipped", "Redis suite SKIPPED: {} tests"),
+        (
+            BROWSER_SKIPPED,
+            f"Console browser tests SKIPPED ({BROWSER_SKIPPED}): {{}} tests; "
             "`scripts/test-browser install` installs Debian's chromium",
-            red=True,
-            bold=True,
-        )
-    no_toolchain = [
-        report
-        for report in terminalreporter.stats.get("skipped", [])
-        if TOOLCHAIN_SKIPPED in str(getattr(report, "longrepr", ""))
-    ]
-    if no_toolchain:
-        terminalreporter.write_sep(
-            "!",
-            f"Go/protoc client checks SKIPPED ({TOOLCHAIN_SKIPPED}): {len(no_toolchain)} tests; "
+        ),
+        (
+            TOOLCHAIN_SKIPPED,
+            f"Go/protoc client checks SKIPPED ({TOOLCHAIN_SKIPPED}): {{}} tests; "
             "`make client-toolchains` installs them",
-            red=True,
-            bold=True,
-        )
+        ),
+    ):
+        count = sum(reason in text for text in skipped)
+        if count:
+            terminalreporter.write_sep("!", line.format(count), red=True, bold=True)

@@ -397,24 +397,13 @@ class SigningKeyRing:
     def rotate(
         self, algorithm: str | None = None, actor: str = SYSTEM_ACTOR
     ) -> tuple[SigningKey, SigningKey]:
-        """NEXT -> CURRENT, CURRENT -> PREVIOUS, new NEXT; return (current, next).
+        """NEXT -> CURRENT, CURRENT -> PREVIOUS, new NEXT, now; return (current, next).
 
-        Promotes the NEXT key however recently it was published (the operator's
-        choice): a verifier whose JWKS cache predates it refetches on the
-        unknown kid. All changes and the audit event commit together.
+        Promotes the NEXT key however recently it was published (the emergency
+        path): a verifier whose JWKS cache predates it refetches on the unknown
+        kid. All changes and the audit event commit together.
         """
-        alg = algorithm or self.algorithm
-        if alg not in ALGORITHMS:
-            raise ValueError(f"unsupported signing algorithm {alg!r}")
-        # RSA generation takes tens of milliseconds: do it before taking the lock.
-        fresh = generate_private_key(alg)
-        with self._lock:
-            with self._store.unit_of_work() as uow:
-                uow.lock_signing_keys()
-                now = self._clock()
-                current, nxt = self._rotate_in(uow, uow.list_signing_keys(), now, alg, fresh, actor)
-                records = uow.list_signing_keys()
-            self._install(records)
+        current, nxt, _ = self._rotation(algorithm, actor, wait=False)
         return current, nxt
 
     def request_rotation(
@@ -431,9 +420,15 @@ class SigningKeyRing:
         new NEXT key of that algorithm at once, which the rotation after this
         one promotes (publish first, again).
         """
+        return self._rotation(algorithm, actor, wait=True)
+
+    def _rotation(
+        self, algorithm: str | None, actor: str, *, wait: bool
+    ) -> tuple[SigningKey, SigningKey, datetime | None]:
         alg = algorithm or self.algorithm
         if alg not in ALGORITHMS:
             raise ValueError(f"unsupported signing algorithm {alg!r}")
+        # RSA generation takes tens of milliseconds: do it before taking the lock.
         fresh = generate_private_key(alg)
         with self._lock:
             with self._store.unit_of_work() as uow:
@@ -444,14 +439,14 @@ class SigningKeyRing:
                     (k for k in keys if k.state is SigningKeyState.NEXT), key=lambda k: k.id
                 )
                 has_current = any(k.state is SigningKeyState.CURRENT for k in keys)
-                if not nexts or not has_current or self._safe_to_promote(nexts[0]) <= now:
-                    # Nothing to wait for (or a broken store to repair): promote now.
-                    current, nxt = self._rotate_in(uow, keys, now, alg, fresh, actor)
-                    scheduled = None
-                else:
+                if wait and nexts and has_current and self._safe_to_promote(nexts[0]) > now:
                     current, nxt, scheduled = self._schedule(
                         uow, keys, nexts, now, alg, fresh, actor
                     )
+                else:
+                    # Nothing to wait for (or a broken store to repair): promote now.
+                    current, nxt = self._rotate_in(uow, keys, now, alg, fresh, actor)
+                    scheduled = None
                 records = uow.list_signing_keys()
             self._install(records)
         return current, nxt, scheduled
