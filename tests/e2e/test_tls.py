@@ -155,6 +155,27 @@ def test_the_edge_calls_a_mutual_tls_core(tmp_path: Path, ca: TestCA) -> None:
         assert ", mutual TLS" in core.stdout[0]
         operator = clients.issue("ops", ("ops",), client=True)
         client = new_client(core, (), grpc_credentials(ca, operator))
+        # The operator's CLI, with its certificate, and without (refused, in one line).
+        cli = [M2MAUTH_EXE, "orgs", "get", client.org_id, "--field", "id"]
+        cli += ["--server", f"127.0.0.1:{core.port}", "--ca-file", str(ca.cert_path)]
+        env = clean_env(M2MAUTH_ADMIN_KEY=core.admin_key or "")
+        with_cert = [*cli, "--tls-client-cert", str(operator.cert_path)]
+        with_cert += ["--tls-client-key", str(operator.key_path)]
+
+        def run(args: list[str]) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                args, capture_output=True, text=True, env=env, timeout=60, check=False
+            )
+
+        done = run(with_cert)
+        assert (done.returncode, done.stdout.strip()) == (0, client.org_id), done.stderr
+        refused = run(cli)
+        assert refused.returncode != 0
+        assert "Traceback" not in refused.stderr
+        assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+        half = run(with_cert[:-2])
+        assert half.returncode == 2, half.stderr
+        assert "--tls-client-cert and --tls-client-key go together" in half.stderr
         upstream = f"127.0.0.1:{core.port}"
         edge, edge_url = start_edge(
             upstream,

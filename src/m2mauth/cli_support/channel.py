@@ -43,7 +43,16 @@ def build_channel(conn: Connection) -> grpc.Channel:
         raise usage_failure(f"--ca-file {conn.ca_file}: no PEM certificate in it")
     if conn.tls_server_name:
         options.append(("grpc.ssl_target_name_override", conn.tls_server_name))
-    credentials = grpc.ssl_channel_credentials(root_certificates=roots)
+    chain = key = None
+    if conn.tls_client_cert is not None and conn.tls_client_key is not None:
+        chain, key = conn.tls_client_cert.read_bytes(), conn.tls_client_key.read_bytes()
+        if b"-----BEGIN CERTIFICATE-----" not in chain:
+            raise usage_failure(f"--tls-client-cert {conn.tls_client_cert}: no PEM certificate")
+        if b"PRIVATE KEY-----" not in key:
+            raise usage_failure(f"--tls-client-key {conn.tls_client_key}: no PEM private key")
+    credentials = grpc.ssl_channel_credentials(
+        root_certificates=roots, private_key=key, certificate_chain=chain
+    )
     return grpc.secure_channel(conn.server, credentials, options=options)
 
 

@@ -34,10 +34,19 @@ class Connection:
     tls_server_name: str | None
     timeout: float
     admin_key: str | None = None
+    # A certificate and key for a server that asks for one (mutual TLS: serve with
+    # --tls-client-ca).
+    tls_client_cert: Path | None = None
+    tls_client_key: Path | None = None
 
     @property
     def uses_tls(self) -> bool:
-        return self.tls or self.ca_file is not None or self.tls_server_name is not None
+        return (
+            self.tls
+            or self.ca_file is not None
+            or self.tls_server_name is not None
+            or self.tls_client_cert is not None
+        )
 
 
 @dataclass(frozen=True)
@@ -118,6 +127,21 @@ def connection_options(*, admin_key: bool = True) -> Callable[[Command], Command
             help="Use TLS and expect this name in the server's certificate.",
         ),
         click.option(
+            "--tls-client-cert",
+            type=click.Path(exists=True, dir_okay=False, path_type=Path),
+            envvar="M2MAUTH_TLS_CLIENT_CERT",
+            show_envvar=True,
+            help="Use mutual TLS, presenting this PEM certificate chain (with "
+            "--tls-client-key): for a server started with --tls-client-ca.",
+        ),
+        click.option(
+            "--tls-client-key",
+            type=click.Path(exists=True, dir_okay=False, path_type=Path),
+            envvar="M2MAUTH_TLS_CLIENT_KEY",
+            show_envvar=True,
+            help="The PEM private key of --tls-client-cert.",
+        ),
+        click.option(
             "--timeout",
             type=click.FloatRange(min=0, min_open=True),
             default=DEFAULT_TIMEOUT_SECONDS,
@@ -137,9 +161,13 @@ def connection_options(*, admin_key: bool = True) -> Callable[[Command], Command
             tls: bool,
             ca_file: Path | None,
             tls_server_name: str | None,
+            tls_client_cert: Path | None,
+            tls_client_key: Path | None,
             timeout: float,
             **kwargs: Any,
         ) -> Any:
+            if (tls_client_cert is None) != (tls_client_key is None):
+                raise usage_failure("--tls-client-cert and --tls-client-key go together: set both")
             conn = Connection(
                 server=server,
                 tls=tls,
@@ -147,6 +175,8 @@ def connection_options(*, admin_key: bool = True) -> Callable[[Command], Command
                 tls_server_name=tls_server_name,
                 timeout=timeout,
                 admin_key=kwargs.pop("admin_key", None) or None,
+                tls_client_cert=tls_client_cert,
+                tls_client_key=tls_client_key,
             )
             return func(*args, conn=conn, **kwargs)
 
