@@ -309,8 +309,10 @@ def serve_http(**options: Any) -> None:
     """Run only the OAuth HTTP endpoints, as a gRPC client of another server.
 
     For an edge host that must hold no database credentials and no private
-    keys. --issuer is the public URL partners use (it is only what the
-    discovery document advertises: tokens carry the upstream's issuer).
+    keys. --issuer is the public URL partners use, where the discovery
+    document says the endpoints are; it should be the upstream's --issuer,
+    which the document advertises as the issuer (tokens carry it), and a
+    mismatch is logged.
     SIGHUP reloads the HTTP certificate.
 
     \b

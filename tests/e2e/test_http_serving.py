@@ -114,9 +114,17 @@ def test_curl_token_from_serve_and_from_an_edge_shim(tmp_path: Path) -> None:
             assert status == 200
             assert body["active"] is True
             assert body["org_id"] == org_id
+            # One issuer: the edge advertises the tokens' iss (the core's), its own
+            # endpoints, and says in its log that its --issuer disagrees.
+            status, metadata = curl(f"{edge_url}/.well-known/oauth-authorization-server")
+            assert status == 200, metadata
+            assert metadata["issuer"] == served.http_url == verified.claims["iss"]
+            assert metadata["token_endpoint"] == f"{edge_url}/oauth2/token"
         finally:
             edge.send_signal(signal.SIGTERM)
             assert edge.wait(timeout=30) == 0
+        edge_log = edge.stderr.read() if edge.stderr else ""
+        assert f"give it --issuer {served.http_url}" in edge_log, edge_log
     finally:
         code, stderr = stop(served)
     assert code == 0, stderr

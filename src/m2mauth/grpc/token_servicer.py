@@ -95,4 +95,5 @@ class TokenServicer(token_grpc.TokenServiceServicer):
         return token_pb.GetJwksResponse(
             keys=[resources_pb2.Jwk(**jwk) for jwk in self._tokens.jwks()],
             max_age_seconds=self._tokens.jwks_max_age_seconds,
+            issuer=self._tokens.policy.issuer,
         )

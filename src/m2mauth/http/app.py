@@ -71,6 +71,7 @@ class OAuthEndpoints:
         self.trusted_proxies = tuple(trusted_proxies)
         self.ready_timeout = ready_timeout
         self.issuer = issuer.rstrip("/")
+        self._issuer_mismatch_logged = False
         self.metrics = metrics
         self.document = openapi_document(self.issuer)
 
@@ -159,16 +160,29 @@ class OAuthEndpoints:
 
     async def metadata(self, request: Request) -> Response:
         reply = await self.backend.get_jwks()
-        issuer = self.issuer
+        base = self.issuer
+        # The tokens' iss, from the server that signs them: an edge whose own
+        # --issuer differs cannot advertise another (RFC 8414 section 3.3 then makes
+        # clients refuse the document, rather than tokens later fail to verify).
+        issuer = reply.issuer or base
+        if issuer.rstrip("/") != base and not self._issuer_mismatch_logged:
+            self._issuer_mismatch_logged = True
+            log.warning(
+                "this server's --issuer is %s but the tokens it hands out are issued by %s: "
+                "RFC 8414 clients will refuse its metadata; give it --issuer %s",
+                base,
+                issuer,
+                issuer,
+            )
         methods = SUPPORTED.client_auth_methods
         # RFC 8414 section 2: exactly what this server supports, nothing more
         # (the core's registry says what that is).
         document = {
             "issuer": issuer,
-            "token_endpoint": f"{issuer}/oauth2/token",
-            "jwks_uri": f"{issuer}/oauth2/jwks",
-            "introspection_endpoint": f"{issuer}/oauth2/introspection",
-            "revocation_endpoint": f"{issuer}/oauth2/revoke",
+            "token_endpoint": f"{base}/oauth2/token",
+            "jwks_uri": f"{base}/oauth2/jwks",
+            "introspection_endpoint": f"{base}/oauth2/introspection",
+            "revocation_endpoint": f"{base}/oauth2/revoke",
             "grant_types_supported": list(SUPPORTED.grant_types),
             "response_types_supported": [],
             "token_endpoint_auth_methods_supported": list(methods),

@@ -280,10 +280,16 @@ class GetJwksResponse(_message.Message):
 
     KEYS_FIELD_NUMBER: _builtins.int
     MAX_AGE_SECONDS_FIELD_NUMBER: _builtins.int
+    ISSUER_FIELD_NUMBER: _builtins.int
     max_age_seconds: _builtins.int
     """How long verifiers may cache this set, in seconds (used for the HTTP
     Cache-Control max-age). Always shorter than the NEXT key's
     pre-publication window.
+    """
+    issuer: _builtins.str
+    """The issuer these keys sign for: the `iss` of every token (RFC 9068
+    section 2.2). An HTTP edge (`serve-http`) advertises it in its RFC 8414
+    metadata, so the document and the tokens always agree.
     """
     @_builtins.property
     def keys(self) -> _containers.RepeatedCompositeFieldContainer[_resources_pb2.Jwk]:
@@ -296,10 +302,11 @@ class GetJwksResponse(_message.Message):
         *,
         keys: _abc.Iterable[_resources_pb2.Jwk] | None = ...,
         max_age_seconds: _builtins.int = ...,
+        issuer: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["keys", b"keys", "max_age_seconds", b"max_age_seconds"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["issuer", b"issuer", "keys", b"keys", "max_age_seconds", b"max_age_seconds"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
