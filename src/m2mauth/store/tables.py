@@ -31,7 +31,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-from m2mauth.core.models import AdminKeyRole, SigningKeyState
+from m2mauth.core.models import AdminKeyRole, SigningKeyState, TokenEndpointAuthMethod
 
 # Every constraint and index has a predictable name: Alembic migrations stay
 # deterministic, and a unique violation can be traced back to its column.
@@ -168,6 +168,8 @@ applications = Table(
     Column("updated_at", UtcDateTime, nullable=False),
     Column("tokens_revoked_before", UtcDateTime, nullable=True),
     Column("token_quota_per_minute", Integer, nullable=False),
+    Column("token_endpoint_auth_method", EnumValue(TokenEndpointAuthMethod), nullable=False),
+    Column("jwks", Text, nullable=False),
     UniqueConstraint("client_id"),
     # Listing one organization's applications in id order.
     Index(None, "organization_id", "id"),
@@ -251,6 +253,20 @@ revoked_tokens = Table(
     Column("expires_at", UtcDateTime, nullable=False),
     Column("revoked_at", UtcDateTime, nullable=False),
     # Purging revocations of expired tokens.
+    Index(None, "expires_at"),
+)
+
+# Client assertions already used (RFC 7523 section 3 item 7: "the authorization
+# server MAY ensure that JWTs are not replayed"): one row per (client, jti), kept
+# until the assertion expires, so that every process and replica on this
+# database refuses a second use. The key is a SHA-256 of client_id and jti: a
+# fixed-size identifier, never the caller's text.
+client_assertions = Table(
+    "client_assertions",
+    metadata,
+    Column("key", String(ID_LENGTH), primary_key=True),
+    Column("expires_at", UtcDateTime, nullable=False),
+    # Purging expired ones.
     Index(None, "expires_at"),
 )
 
