@@ -185,6 +185,7 @@ def token_policy(settings: Settings) -> TokenPolicy:
         key_rotation_interval_seconds=settings.key_rotation_interval_seconds,
         jwks_max_age_seconds=settings.jwks_max_age_seconds,
         clock_leeway_seconds=settings.clock_leeway_seconds,
+        client_assertion_max_lifetime_seconds=settings.client_assertion_max_lifetime_seconds,
     )
 
 

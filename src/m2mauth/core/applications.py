@@ -9,11 +9,18 @@ from datetime import UTC, datetime, timedelta
 
 from m2mauth.core import audit, defaults, ids, validation
 from m2mauth.core.changes import Change, Kind
+from m2mauth.core.client_keys import normalized_jwks
 from m2mauth.core.clock import Clock
 from m2mauth.core.credentials import CLIENT_SECRET_PREFIX, CredentialHasher
 from m2mauth.core.errors import InvalidField, NotFound, SecretLimitReached
 from m2mauth.core.interfaces import Store, UnitOfWork
-from m2mauth.core.models import Application, ClientSecret, DailyUsage, Principal
+from m2mauth.core.models import (
+    Application,
+    ClientSecret,
+    DailyUsage,
+    Principal,
+    TokenEndpointAuthMethod,
+)
 from m2mauth.core.organizations import visible_organization
 from m2mauth.core.pagination import Page, Pager, PageTokenCodec
 from m2mauth.core.permissions import Permission, require
@@ -26,6 +33,8 @@ UPDATABLE = (
     "token_ttl_seconds",
     "token_quota_per_minute",
     "enabled",
+    "token_endpoint_auth_method",
+    "jwks",
 )
 RESOURCE = "application"
 APP_READ = Permission.APPLICATIONS_READ
@@ -47,6 +56,30 @@ class ApplicationFields:
     token_ttl_seconds: int = 0
     token_quota_per_minute: int = 0
     enabled: bool | None = None
+    # None: the default, client_secret.
+    token_endpoint_auth_method: TokenEndpointAuthMethod | None = None
+    # The public JWK Set as JSON; required with private_key_jwt, else empty.
+    jwks: str = ""
+
+
+def auth_method_and_jwks(
+    method: TokenEndpointAuthMethod | None, jwks: str
+) -> tuple[TokenEndpointAuthMethod, str]:
+    """One way to authenticate, never silently two: a JWK Set goes with
+    private_key_jwt and only with it (the JWK Set is checked and normalised)."""
+    method = method or TokenEndpointAuthMethod.CLIENT_SECRET
+    if method is TokenEndpointAuthMethod.PRIVATE_KEY_JWT:
+        if not jwks:
+            raise InvalidField(
+                "application.jwks", "is required when token_endpoint_auth_method is private_key_jwt"
+            )
+        return method, normalized_jwks("application.jwks", jwks)
+    if jwks:
+        raise InvalidField(
+            "application.jwks",
+            "must be empty unless token_endpoint_auth_method is private_key_jwt",
+        )
+    return method, ""
 
 
 def visible_application(uow: UnitOfWork, principal: Principal, app_id: str) -> Application:
@@ -87,6 +120,7 @@ class Applications:
             raise InvalidField("application.organization_id", "is required")
         now = self._clock()
         ms = int(now.timestamp() * 1000)
+        method, jwks = auth_method_and_jwks(f.token_endpoint_auth_method, f.jwks)
         app = Application(
             id=ids.new_id(ids.APPLICATION, ms),
             client_id=ids.new_id(ids.CLIENT, ms),
@@ -102,6 +136,8 @@ class Applications:
             enabled=True if f.enabled is None else f.enabled,
             created_at=now,
             updated_at=now,
+            token_endpoint_auth_method=method,
+            jwks=jwks,
         )
         with self._store.unit_of_work() as uow:
             try:
@@ -118,6 +154,7 @@ class Applications:
                     organization_id=organization_id,
                     application_id=app.id,
                     target=app.id,
+                    details={"token_endpoint_auth_method": method.value},
                 )
             )
         return app
@@ -171,10 +208,28 @@ class Applications:
             changes["enabled"] = bool(f.enabled)
         with self._store.unit_of_work() as uow:
             current = visible_application(uow, principal, app_id)
+            if paths & {"token_endpoint_auth_method", "jwks"}:
+                # The pair is checked together, a field left out of the mask
+                # keeping its stored value.
+                method, jwks = auth_method_and_jwks(
+                    f.token_endpoint_auth_method
+                    if "token_endpoint_auth_method" in paths
+                    else current.token_endpoint_auth_method,
+                    f.jwks if "jwks" in paths else current.jwks,
+                )
+                changes["token_endpoint_auth_method"] = method
+                changes["jwks"] = jwks
             now = self._clock()
             updated = dataclasses.replace(current, updated_at=now, **changes)  # type: ignore[arg-type]
             uow.update_application(updated)
+            # Every process's client caches follow (core/changes.py): a new method
+            # or key set is used, an old one refused, at once.
             uow.announce(Change(Kind.APPLICATION, app_id))
+            details = {"fields": ",".join(sorted(paths))}
+            if "token_endpoint_auth_method" in changes:
+                # Public facts only: the JWK Set holds public keys, but the
+                # audit trail needs no more than the method.
+                details["token_endpoint_auth_method"] = updated.token_endpoint_auth_method.value
             uow.add_audit_event(
                 audit.event(
                     now,
@@ -183,7 +238,7 @@ class Applications:
                     organization_id=current.organization_id,
                     application_id=app_id,
                     target=app_id,
-                    details={"fields": ",".join(sorted(paths))},
+                    details=details,
                 )
             )
         return updated

@@ -8,5 +8,8 @@ MAX_TOKEN_TTL_SECONDS = 86400
 KEY_ROTATION_INTERVAL_SECONDS = 30 * 86400
 JWKS_MAX_AGE_SECONDS = 900
 CLOCK_LEEWAY_SECONDS = 60
+# How far ahead a private_key_jwt client assertion's exp may be (RFC 7523 section 3
+# asks for an exp; a short one bounds what a stolen assertion is worth).
+CLIENT_ASSERTION_MAX_LIFETIME_SECONDS = 300
 MAX_CLIENT_SECRETS = 5
 AUDIT_RETENTION_DAYS = 90

@@ -18,6 +18,7 @@ from m2mauth.core.client_credentials import ClientCredentialsGrant
 from m2mauth.core.client_secret_auth import ClientSecretAuth
 from m2mauth.core.issuance import Grant
 from m2mauth.core.policy import TokenParts
+from m2mauth.core.private_key_jwt import PrivateKeyJwtAuth
 
 
 class ClientAuthMethodType(Protocol):
@@ -38,7 +39,7 @@ class GrantType(Protocol):
     def from_parts(self, parts: TokenParts) -> Grant: ...
 
 
-CLIENT_AUTH_METHODS: tuple[ClientAuthMethodType, ...] = (ClientSecretAuth,)
+CLIENT_AUTH_METHODS: tuple[ClientAuthMethodType, ...] = (ClientSecretAuth, PrivateKeyJwtAuth)
 GRANTS: tuple[GrantType, ...] = (ClientCredentialsGrant,)
 
 
