@@ -116,6 +116,8 @@ def _fields(a: resources_pb2.Application) -> ApplicationFields:
         token_ttl_seconds=a.token_ttl_seconds,
         token_quota_per_minute=a.token_quota_per_minute,
         enabled=_enabled(a),
+        token_endpoint_auth_method=convert.auth_method(a.token_endpoint_auth_method),
+        jwks=a.jwks,
     )
 
 

@@ -42,7 +42,12 @@ class TokenServicer(token_grpc.TokenServiceServicer):
         issued = self._tokens.issue_token(
             TokenRequest(
                 grant_type=request.grant_type,
-                credentials=ClientCredentials(request.client_id, request.client_secret),
+                credentials=ClientCredentials(
+                    request.client_id,
+                    request.client_secret,
+                    request.client_assertion_type,
+                    request.client_assertion,
+                ),
                 scope=request.scope,
                 audience=request.audience,
                 source=peer_address(context),

@@ -20,6 +20,7 @@ from starlette.routing import Route
 
 from m2mauth.client_address import Network, client_address
 from m2mauth.core.echo import shown
+from m2mauth.core.policy import TOKEN_ENDPOINT_PATH
 from m2mauth.core.registry import SUPPORTED
 from m2mauth.database_urls import STORE_TIMEOUT_SECONDS
 from m2mauth.http import forms
@@ -96,7 +97,7 @@ class OAuthEndpoints:
 
     async def token(self, request: Request) -> Response:
         form = await forms.read_form(request)
-        who = forms.caller(request, form, allow_admin_key=False)
+        who = forms.caller(request, form, allow_admin_key=False, allow_assertion=True)
         if "resource" in form and "audience" in form and form["resource"] != form["audience"]:
             raise invalid_request("send the audience as resource or audience, not both")
         reply = await self.backend.issue_token(
@@ -104,6 +105,8 @@ class OAuthEndpoints:
                 grant_type=form.get("grant_type", ""),
                 client_id=who.client_id,
                 client_secret=who.client_secret,
+                client_assertion_type=who.client_assertion_type,
+                client_assertion=who.client_assertion,
                 scope=form.get("scope", ""),
                 audience=form.get("resource", form.get("audience", "")),
             ),
@@ -161,20 +164,24 @@ class OAuthEndpoints:
     async def metadata(self, request: Request) -> Response:
         reply = await self.backend.get_jwks()
         issuer = self.issuer
-        methods = SUPPORTED.client_auth_methods
+        methods, callers = SUPPORTED.client_auth_methods, SUPPORTED.caller_auth_methods
         # RFC 8414 section 2: exactly what this server supports, nothing more
         # (the core's registry says what that is).
         document = {
             "issuer": issuer,
-            "token_endpoint": f"{issuer}/oauth2/token",
+            "token_endpoint": f"{issuer}{TOKEN_ENDPOINT_PATH}",
             "jwks_uri": f"{issuer}/oauth2/jwks",
             "introspection_endpoint": f"{issuer}/oauth2/introspection",
             "revocation_endpoint": f"{issuer}/oauth2/revoke",
             "grant_types_supported": list(SUPPORTED.grant_types),
             "response_types_supported": [],
             "token_endpoint_auth_methods_supported": list(methods),
-            "introspection_endpoint_auth_methods_supported": [*methods, "bearer"],
-            "revocation_endpoint_auth_methods_supported": [*methods, "bearer"],
+            # RFC 8414 section 2: the JWS algorithms of private_key_jwt assertions.
+            "token_endpoint_auth_signing_alg_values_supported": list(
+                SUPPORTED.assertion_signing_algorithms
+            ),
+            "introspection_endpoint_auth_methods_supported": [*callers, "bearer"],
+            "revocation_endpoint_auth_methods_supported": [*callers, "bearer"],
             "access_token_signing_alg_values_supported": sorted({k.alg for k in reply.keys}),
         }
         return JSONResponse(document, headers={"Cache-Control": "public, max-age=300"})
@@ -221,7 +228,7 @@ def create_http_app(
     within this many seconds."""
     e = OAuthEndpoints(backend, issuer, metrics or ShimMetrics(), trusted_proxies, ready_timeout)
     routes = [
-        Route("/oauth2/token", e.observed("token", e.token), methods=["POST"]),
+        Route(TOKEN_ENDPOINT_PATH, e.observed("token", e.token), methods=["POST"]),
         Route(
             "/oauth2/introspection",
             e.observed("introspection", e.introspection),

@@ -20,6 +20,40 @@ else:
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class _TokenEndpointAuthMethod:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _TokenEndpointAuthMethodEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_TokenEndpointAuthMethod.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    TOKEN_ENDPOINT_AUTH_METHOD_UNSPECIFIED: _TokenEndpointAuthMethod.ValueType  # 0
+    """Not set: CLIENT_SECRET."""
+    TOKEN_ENDPOINT_AUTH_METHOD_CLIENT_SECRET: _TokenEndpointAuthMethod.ValueType  # 1
+    """A client secret: HTTP Basic (client_secret_basic) or the form body or
+    request fields (client_secret_post), RFC 6749 section 2.3.1.
+    """
+    TOKEN_ENDPOINT_AUTH_METHOD_PRIVATE_KEY_JWT: _TokenEndpointAuthMethod.ValueType  # 2
+    """A JWT signed with a key of the application's `jwks` (private_key_jwt,
+    RFC 7523 section 2.2); its secrets, if any, do not authenticate it.
+    """
+
+class TokenEndpointAuthMethod(_TokenEndpointAuthMethod, metaclass=_TokenEndpointAuthMethodEnumTypeWrapper):
+    """How an application authenticates at the token endpoint (RFC 7591 section 2
+    `token_endpoint_auth_method`).
+    """
+
+TOKEN_ENDPOINT_AUTH_METHOD_UNSPECIFIED: TokenEndpointAuthMethod.ValueType  # 0
+"""Not set: CLIENT_SECRET."""
+TOKEN_ENDPOINT_AUTH_METHOD_CLIENT_SECRET: TokenEndpointAuthMethod.ValueType  # 1
+"""A client secret: HTTP Basic (client_secret_basic) or the form body or
+request fields (client_secret_post), RFC 6749 section 2.3.1.
+"""
+TOKEN_ENDPOINT_AUTH_METHOD_PRIVATE_KEY_JWT: TokenEndpointAuthMethod.ValueType  # 2
+"""A JWT signed with a key of the application's `jwks` (private_key_jwt,
+RFC 7523 section 2.2); its secrets, if any, do not authenticate it.
+"""
+Global___TokenEndpointAuthMethod: _TypeAlias = TokenEndpointAuthMethod  # noqa: Y015
+
 class _SigningAlgorithm:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -213,6 +247,8 @@ class Application(_message.Message):
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
     TOKEN_QUOTA_PER_MINUTE_FIELD_NUMBER: _builtins.int
+    TOKEN_ENDPOINT_AUTH_METHOD_FIELD_NUMBER: _builtins.int
+    JWKS_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """OUTPUT_ONLY. Opaque, sortable id, "app_" followed by 26 characters."""
     client_id: _builtins.str
@@ -238,6 +274,20 @@ class Application(_message.Message):
     """At most this many tokens per minute (UTC minutes); the next is refused
     with RESOURCE_EXHAUSTED / HTTP 429 until the minute ends. 0 means no
     quota (the default); at most 1000000.
+    """
+    token_endpoint_auth_method: Global___TokenEndpointAuthMethod.ValueType
+    """How the application authenticates at the token endpoint: exactly one
+    method. UNSPECIFIED means CLIENT_SECRET (the default on create, and what an
+    update naming this field without a value sets).
+    """
+    jwks: _builtins.str
+    """The application's public JWK Set (RFC 7517 section 5) as JSON, e.g.
+    `{"keys":[{"kty":"EC","crv":"P-256","x":"...","y":"...","kid":"k1"}]}`.
+    Required with PRIVATE_KEY_JWT, empty otherwise. 1 to 10 public keys
+    (RSA of at least 2048 bits, EC P-256 or OKP Ed25519; `use` "sig" or
+    absent; `alg` one of RS256, PS256, ES256, EdDSA or absent; distinct
+    `kid`s); at most 32768 bytes. A key with private members is
+    INVALID_ARGUMENT. Stored and returned normalised: public members only.
     """
     @_builtins.property
     def scopes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
@@ -276,10 +326,12 @@ class Application(_message.Message):
         create_time: _timestamp_pb2.Timestamp | None = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
         token_quota_per_minute: _builtins.int = ...,
+        token_endpoint_auth_method: Global___TokenEndpointAuthMethod.ValueType = ...,
+        jwks: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_enabled", b"_enabled", "create_time", b"create_time", "enabled", b"enabled", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_enabled", b"_enabled", "audiences", b"audiences", "client_id", b"client_id", "create_time", b"create_time", "description", b"description", "enabled", b"enabled", "id", b"id", "name", b"name", "organization_id", b"organization_id", "scopes", b"scopes", "token_quota_per_minute", b"token_quota_per_minute", "token_ttl_seconds", b"token_ttl_seconds", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_enabled", b"_enabled", "audiences", b"audiences", "client_id", b"client_id", "create_time", b"create_time", "description", b"description", "enabled", b"enabled", "id", b"id", "jwks", b"jwks", "name", b"name", "organization_id", b"organization_id", "scopes", b"scopes", "token_endpoint_auth_method", b"token_endpoint_auth_method", "token_quota_per_minute", b"token_quota_per_minute", "token_ttl_seconds", b"token_ttl_seconds", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__enabled: _TypeAlias = _typing.Literal["enabled"]  # noqa: Y015
     _WhichOneofArgType__enabled: _TypeAlias = _typing.Literal["_enabled", b"_enabled"]  # noqa: Y015

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file m2mauth/v1/resources.proto.
  */
 export const file_m2mauth_v1_resources: GenFile = /*@__PURE__*/
-  fileDesc("ChptMm1hdXRoL3YxL3Jlc291cmNlcy5wcm90bxIKbTJtYXV0aC52MSLBAQoMT3JnYW5pemF0aW9uEgoKAmlkGAEgASgJEgwKBG5hbWUYAiABKAkSEwoLZXh0ZXJuYWxfaWQYAyABKAkSFAoHZW5hYmxlZBgEIAEoCEgAiAEBEi8KC2NyZWF0ZV90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgt1cGRhdGVfdGltZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCCgoIX2VuYWJsZWQiygIKC0FwcGxpY2F0aW9uEgoKAmlkGAEgASgJEhEKCWNsaWVudF9pZBgCIAEoCRIXCg9vcmdhbml6YXRpb25faWQYAyABKAkSDAoEbmFtZRgEIAEoCRITCgtkZXNjcmlwdGlvbhgFIAEoCRIOCgZzY29wZXMYBiADKAkSEQoJYXVkaWVuY2VzGAcgAygJEhkKEXRva2VuX3R0bF9zZWNvbmRzGAggASgFEhQKB2VuYWJsZWQYCSABKAhIAIgBARIvCgtjcmVhdGVfdGltZRgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLdXBkYXRlX3RpbWUYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEh4KFnRva2VuX3F1b3RhX3Blcl9taW51dGUYDCABKAVCCgoIX2VuYWJsZWQi3QEKDENsaWVudFNlY3JldBIKCgJpZBgBIAEoCRIWCg5hcHBsaWNhdGlvbl9pZBgCIAEoCRITCgtzZWNyZXRfaGludBgDIAEoCRIvCgtjcmVhdGVfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMgoObGFzdF91c2VkX3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC2V4cGlyZV90aW1lGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJyCgNKd2sSCwoDa3R5GAEgASgJEgsKA2tpZBgCIAEoCRILCgNhbGcYAyABKAkSCwoDdXNlGAQgASgJEgkKAW4YBSABKAkSCQoBZRgGIAEoCRILCgNjcnYYByABKAkSCQoBeBgIIAEoCRIJCgF5GAkgASgJIuQCCgpTaWduaW5nS2V5EgoKAmlkGAEgASgJEi8KCWFsZ29yaXRobRgCIAEoDjIcLm0ybWF1dGgudjEuU2lnbmluZ0FsZ29yaXRobRIqCgVzdGF0ZRgDIAEoDjIbLm0ybWF1dGgudjEuU2lnbmluZ0tleVN0YXRlEi8KC2NyZWF0ZV90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIxCg1hY3RpdmF0ZV90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIzCg9kZWFjdGl2YXRlX3RpbWUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC3JldGlyZV90aW1lGAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIjCgpwdWJsaWNfa2V5GAggASgLMg8ubTJtYXV0aC52MS5Kd2siiAIKCkF1ZGl0RXZlbnQSCgoCaWQYASABKAkSKAoEdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDQoFYWN0b3IYAyABKAkSDgoGYWN0aW9uGAQgASgJEhcKD29yZ2FuaXphdGlvbl9pZBgFIAEoCRIWCg5hcHBsaWNhdGlvbl9pZBgGIAEoCRIOCgZ0YXJnZXQYByABKAkSNAoHZGV0YWlscxgIIAMoCzIjLm0ybWF1dGgudjEuQXVkaXRFdmVudC5EZXRhaWxzRW50cnkaLgoMRGV0YWlsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEi0gIKCEFkbWluS2V5EgoKAmlkGAEgASgJEgwKBG5hbWUYAiABKAkSFwoPb3JnYW5pemF0aW9uX2lkGAMgASgJEiYKBHJvbGUYBCABKA4yGC5tMm1hdXRoLnYxLkFkbWluS2V5Um9sZRIvCgtleHBpcmVfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEAoIa2V5X2hpbnQYBiABKAkSEgoKY3JlYXRlZF9ieRgHIAEoCRIvCgtjcmVhdGVfdGltZRgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMgoObGFzdF91c2VkX3RpbWUYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC3Jldm9rZV90aW1lGAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCI2Cg9EYWlseVRva2VuQ291bnQSDAoEZGF0ZRgBIAEoCRIVCg10b2tlbnNfaXNzdWVkGAIgASgDKowBChBTaWduaW5nQWxnb3JpdGhtEiEKHVNJR05JTkdfQUxHT1JJVEhNX1VOU1BFQ0lGSUVEEAASGwoXU0lHTklOR19BTEdPUklUSE1fUlMyNTYQARIbChdTSUdOSU5HX0FMR09SSVRITV9FUzI1NhACEhsKF1NJR05JTkdfQUxHT1JJVEhNX0VERFNBEAMqrgEKD1NpZ25pbmdLZXlTdGF0ZRIhCh1TSUdOSU5HX0tFWV9TVEFURV9VTlNQRUNJRklFRBAAEhoKFlNJR05JTkdfS0VZX1NUQVRFX05FWFQQARIdChlTSUdOSU5HX0tFWV9TVEFURV9DVVJSRU5UEAISHgoaU0lHTklOR19LRVlfU1RBVEVfUFJFVklPVVMQAxIdChlTSUdOSU5HX0tFWV9TVEFURV9SRVRJUkVEEAQqhwEKDEFkbWluS2V5Um9sZRIeChpBRE1JTl9LRVlfUk9MRV9VTlNQRUNJRklFRBAAEhgKFEFETUlOX0tFWV9ST0xFX0FETUlOEAESIQodQURNSU5fS0VZX1JPTEVfVE9LRU5fVkVSSUZJRVIQAhIaChZBRE1JTl9LRVlfUk9MRV9BVURJVE9SEANCkgEKFGlvLmdpdGh1Yi5tMm1hdXRoLnYxQg5SZXNvdXJjZXNQcm90b1ABWjpnaXRodWIuY29tL20ybWF1dGgvbTJtYXV0aC9jbGllbnRzL2dvL20ybWF1dGgvdjE7bTJtYXV0aHYxogIDTU1BqgIKTTJtQXV0aC5WMcoCCk0ybUF1dGhcVjHqAgtNMm1BdXRoOjpWMWIGcHJvdG8z", [file_google_protobuf_timestamp]);
+  fileDesc("ChptMm1hdXRoL3YxL3Jlc291cmNlcy5wcm90bxIKbTJtYXV0aC52MSLBAQoMT3JnYW5pemF0aW9uEgoKAmlkGAEgASgJEgwKBG5hbWUYAiABKAkSEwoLZXh0ZXJuYWxfaWQYAyABKAkSFAoHZW5hYmxlZBgEIAEoCEgAiAEBEi8KC2NyZWF0ZV90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgt1cGRhdGVfdGltZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCCgoIX2VuYWJsZWQioQMKC0FwcGxpY2F0aW9uEgoKAmlkGAEgASgJEhEKCWNsaWVudF9pZBgCIAEoCRIXCg9vcmdhbml6YXRpb25faWQYAyABKAkSDAoEbmFtZRgEIAEoCRITCgtkZXNjcmlwdGlvbhgFIAEoCRIOCgZzY29wZXMYBiADKAkSEQoJYXVkaWVuY2VzGAcgAygJEhkKEXRva2VuX3R0bF9zZWNvbmRzGAggASgFEhQKB2VuYWJsZWQYCSABKAhIAIgBARIvCgtjcmVhdGVfdGltZRgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLdXBkYXRlX3RpbWUYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEh4KFnRva2VuX3F1b3RhX3Blcl9taW51dGUYDCABKAUSRwoadG9rZW5fZW5kcG9pbnRfYXV0aF9tZXRob2QYDSABKA4yIy5tMm1hdXRoLnYxLlRva2VuRW5kcG9pbnRBdXRoTWV0aG9kEgwKBGp3a3MYDiABKAlCCgoIX2VuYWJsZWQi3QEKDENsaWVudFNlY3JldBIKCgJpZBgBIAEoCRIWCg5hcHBsaWNhdGlvbl9pZBgCIAEoCRITCgtzZWNyZXRfaGludBgDIAEoCRIvCgtjcmVhdGVfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMgoObGFzdF91c2VkX3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC2V4cGlyZV90aW1lGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJyCgNKd2sSCwoDa3R5GAEgASgJEgsKA2tpZBgCIAEoCRILCgNhbGcYAyABKAkSCwoDdXNlGAQgASgJEgkKAW4YBSABKAkSCQoBZRgGIAEoCRILCgNjcnYYByABKAkSCQoBeBgIIAEoCRIJCgF5GAkgASgJIuQCCgpTaWduaW5nS2V5EgoKAmlkGAEgASgJEi8KCWFsZ29yaXRobRgCIAEoDjIcLm0ybWF1dGgudjEuU2lnbmluZ0FsZ29yaXRobRIqCgVzdGF0ZRgDIAEoDjIbLm0ybWF1dGgudjEuU2lnbmluZ0tleVN0YXRlEi8KC2NyZWF0ZV90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIxCg1hY3RpdmF0ZV90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIzCg9kZWFjdGl2YXRlX3RpbWUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC3JldGlyZV90aW1lGAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIjCgpwdWJsaWNfa2V5GAggASgLMg8ubTJtYXV0aC52MS5Kd2siiAIKCkF1ZGl0RXZlbnQSCgoCaWQYASABKAkSKAoEdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDQoFYWN0b3IYAyABKAkSDgoGYWN0aW9uGAQgASgJEhcKD29yZ2FuaXphdGlvbl9pZBgFIAEoCRIWCg5hcHBsaWNhdGlvbl9pZBgGIAEoCRIOCgZ0YXJnZXQYByABKAkSNAoHZGV0YWlscxgIIAMoCzIjLm0ybWF1dGgudjEuQXVkaXRFdmVudC5EZXRhaWxzRW50cnkaLgoMRGV0YWlsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEi0gIKCEFkbWluS2V5EgoKAmlkGAEgASgJEgwKBG5hbWUYAiABKAkSFwoPb3JnYW5pemF0aW9uX2lkGAMgASgJEiYKBHJvbGUYBCABKA4yGC5tMm1hdXRoLnYxLkFkbWluS2V5Um9sZRIvCgtleHBpcmVfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEAoIa2V5X2hpbnQYBiABKAkSEgoKY3JlYXRlZF9ieRgHIAEoCRIvCgtjcmVhdGVfdGltZRgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMgoObGFzdF91c2VkX3RpbWUYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC3Jldm9rZV90aW1lGAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCI2Cg9EYWlseVRva2VuQ291bnQSDAoEZGF0ZRgBIAEoCRIVCg10b2tlbnNfaXNzdWVkGAIgASgDKqMBChdUb2tlbkVuZHBvaW50QXV0aE1ldGhvZBIqCiZUT0tFTl9FTkRQT0lOVF9BVVRIX01FVEhPRF9VTlNQRUNJRklFRBAAEiwKKFRPS0VOX0VORFBPSU5UX0FVVEhfTUVUSE9EX0NMSUVOVF9TRUNSRVQQARIuCipUT0tFTl9FTkRQT0lOVF9BVVRIX01FVEhPRF9QUklWQVRFX0tFWV9KV1QQAiqMAQoQU2lnbmluZ0FsZ29yaXRobRIhCh1TSUdOSU5HX0FMR09SSVRITV9VTlNQRUNJRklFRBAAEhsKF1NJR05JTkdfQUxHT1JJVEhNX1JTMjU2EAESGwoXU0lHTklOR19BTEdPUklUSE1fRVMyNTYQAhIbChdTSUdOSU5HX0FMR09SSVRITV9FRERTQRADKq4BCg9TaWduaW5nS2V5U3RhdGUSIQodU0lHTklOR19LRVlfU1RBVEVfVU5TUEVDSUZJRUQQABIaChZTSUdOSU5HX0tFWV9TVEFURV9ORVhUEAESHQoZU0lHTklOR19LRVlfU1RBVEVfQ1VSUkVOVBACEh4KGlNJR05JTkdfS0VZX1NUQVRFX1BSRVZJT1VTEAMSHQoZU0lHTklOR19LRVlfU1RBVEVfUkVUSVJFRBAEKocBCgxBZG1pbktleVJvbGUSHgoaQURNSU5fS0VZX1JPTEVfVU5TUEVDSUZJRUQQABIYChRBRE1JTl9LRVlfUk9MRV9BRE1JThABEiEKHUFETUlOX0tFWV9ST0xFX1RPS0VOX1ZFUklGSUVSEAISGgoWQURNSU5fS0VZX1JPTEVfQVVESVRPUhADQpIBChRpby5naXRodWIubTJtYXV0aC52MUIOUmVzb3VyY2VzUHJvdG9QAVo6Z2l0aHViLmNvbS9tMm1hdXRoL20ybWF1dGgvY2xpZW50cy9nby9tMm1hdXRoL3YxO20ybWF1dGh2MaICA01NQaoCCk0ybUF1dGguVjHKAgpNMm1BdXRoXFYx6gILTTJtQXV0aDo6VjFiBnByb3RvMw", [file_google_protobuf_timestamp]);
 
 /**
  * An organization: one of the platform's customers or partners. Every
@@ -174,6 +174,28 @@ export type Application = Message<"m2mauth.v1.Application"> & {
    * @generated from field: int32 token_quota_per_minute = 12;
    */
   tokenQuotaPerMinute: number;
+
+  /**
+   * How the application authenticates at the token endpoint: exactly one
+   * method. UNSPECIFIED means CLIENT_SECRET (the default on create, and what an
+   * update naming this field without a value sets).
+   *
+   * @generated from field: m2mauth.v1.TokenEndpointAuthMethod token_endpoint_auth_method = 13;
+   */
+  tokenEndpointAuthMethod: TokenEndpointAuthMethod;
+
+  /**
+   * The application's public JWK Set (RFC 7517 section 5) as JSON, e.g.
+   * `{"keys":[{"kty":"EC","crv":"P-256","x":"...","y":"...","kid":"k1"}]}`.
+   * Required with PRIVATE_KEY_JWT, empty otherwise. 1 to 10 public keys
+   * (RSA of at least 2048 bits, EC P-256 or OKP Ed25519; `use` "sig" or
+   * absent; `alg` one of RS256, PS256, ES256, EdDSA or absent; distinct
+   * `kid`s); at most 32768 bytes. A key with private members is
+   * INVALID_ARGUMENT. Stored and returned normalised: public members only.
+   *
+   * @generated from field: string jwks = 14;
+   */
+  jwks: string;
 };
 
 /**
@@ -588,6 +610,43 @@ export const DailyTokenCountSchema: GenMessage<DailyTokenCount> = /*@__PURE__*/
   messageDesc(file_m2mauth_v1_resources, 7);
 
 /**
+ * How an application authenticates at the token endpoint (RFC 7591 section 2
+ * `token_endpoint_auth_method`).
+ *
+ * @generated from enum m2mauth.v1.TokenEndpointAuthMethod
+ */
+export enum TokenEndpointAuthMethod {
+  /**
+   * Not set: CLIENT_SECRET.
+   *
+   * @generated from enum value: TOKEN_ENDPOINT_AUTH_METHOD_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * A client secret: HTTP Basic (client_secret_basic) or the form body or
+   * request fields (client_secret_post), RFC 6749 section 2.3.1.
+   *
+   * @generated from enum value: TOKEN_ENDPOINT_AUTH_METHOD_CLIENT_SECRET = 1;
+   */
+  CLIENT_SECRET = 1,
+
+  /**
+   * A JWT signed with a key of the application's `jwks` (private_key_jwt,
+   * RFC 7523 section 2.2); its secrets, if any, do not authenticate it.
+   *
+   * @generated from enum value: TOKEN_ENDPOINT_AUTH_METHOD_PRIVATE_KEY_JWT = 2;
+   */
+  PRIVATE_KEY_JWT = 2,
+}
+
+/**
+ * Describes the enum m2mauth.v1.TokenEndpointAuthMethod.
+ */
+export const TokenEndpointAuthMethodSchema: GenEnum<TokenEndpointAuthMethod> = /*@__PURE__*/
+  enumDesc(file_m2mauth_v1_resources, 0);
+
+/**
  * The algorithm a signing key signs with (RFC 7518 section 3.1, RFC 8037).
  *
  * @generated from enum m2mauth.v1.SigningAlgorithm
@@ -627,7 +686,7 @@ export enum SigningAlgorithm {
  * Describes the enum m2mauth.v1.SigningAlgorithm.
  */
 export const SigningAlgorithmSchema: GenEnum<SigningAlgorithm> = /*@__PURE__*/
-  enumDesc(file_m2mauth_v1_resources, 0);
+  enumDesc(file_m2mauth_v1_resources, 1);
 
 /**
  * Where a signing key is in its life. Keys move NEXT -> CURRENT -> PREVIOUS ->
@@ -678,7 +737,7 @@ export enum SigningKeyState {
  * Describes the enum m2mauth.v1.SigningKeyState.
  */
 export const SigningKeyStateSchema: GenEnum<SigningKeyState> = /*@__PURE__*/
-  enumDesc(file_m2mauth_v1_resources, 1);
+  enumDesc(file_m2mauth_v1_resources, 2);
 
 /**
  * What an admin key may do. Every PERMISSION_DENIED names the permission that
@@ -724,5 +783,5 @@ export enum AdminKeyRole {
  * Describes the enum m2mauth.v1.AdminKeyRole.
  */
 export const AdminKeyRoleSchema: GenEnum<AdminKeyRole> = /*@__PURE__*/
-  enumDesc(file_m2mauth_v1_resources, 2);
+  enumDesc(file_m2mauth_v1_resources, 3);
 
