@@ -26,6 +26,7 @@ from m2mauth.cli_support.options import (
     TIME_AHEAD,
     ClientCredentials,
     Connection,
+    KeyCredentials,
     Output,
     client_credential_options,
     connection_options,
@@ -645,10 +646,57 @@ def _application_options(func: Any) -> Any:
                 "minute ends (0: no quota).",
             ),
             enable_option,
+            click.option(
+                "--auth-method",
+                type=click.Choice(AUTH_METHODS),
+                help="How it authenticates at the token endpoint: client_secret (the default) "
+                "or private_key_jwt (a JWT signed with a key of --jwks-file; RFC 7523).",
+            ),
+            click.option(
+                "--jwks-file",
+                type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                metavar="FILE",
+                help="Its public keys, a JWK Set in JSON (RFC 7517 section 5), for "
+                "private_key_jwt: public members only, at most 10 keys.",
+            ),
         )
     ):
         func = option(func)
     return func
+
+
+AUTH_METHODS = ("client_secret", "private_key_jwt")
+
+
+def _set_auth(
+    app: Any, auth_method: str | None, jwks_file: Path | None, paths: list[str] | None
+) -> None:
+    """Put --auth-method and --jwks-file into the request (and the update mask).
+
+    Switching to client_secret clears the JWK Set in the same change, as the
+    server requires: an application never keeps a second way in silently.
+    """
+    from m2mauth.v1 import resources_pb2 as res
+
+    if auth_method is not None:
+        app.token_endpoint_auth_method = (
+            res.TOKEN_ENDPOINT_AUTH_METHOD_PRIVATE_KEY_JWT
+            if auth_method == "private_key_jwt"
+            else res.TOKEN_ENDPOINT_AUTH_METHOD_CLIENT_SECRET
+        )
+    if jwks_file is not None:
+        if auth_method == "client_secret":
+            raise usage_failure("--jwks-file is for --auth-method private_key_jwt")
+        try:
+            app.jwks = jwks_file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise usage_failure(f"cannot read --jwks-file: {exc.__class__.__name__}") from None
+    if paths is None:
+        return
+    if auth_method is not None:
+        paths.append("token_endpoint_auth_method")
+    if jwks_file is not None or auth_method == "client_secret":
+        paths.append("jwks")
 
 
 @apps.command("create")
@@ -666,16 +714,21 @@ def apps_create(
     ttl: int | None,
     token_quota: int | None,
     enabled: bool | None,
+    auth_method: str | None,
+    jwks_file: Path | None,
     out: Output,
     conn: Connection,
 ) -> None:
-    """Create an application; then give it a secret with `m2mauth secrets create`.
+    """Create an application; then give it a secret with `m2mauth secrets create`
+    (or, with --auth-method private_key_jwt --jwks-file, no secret at all).
 
     \b
     Examples:
       m2mauth apps create --org org_01J... --name billing-sync \\
         --scope invoices:read --scope invoices:write --ttl 15m --token-quota 60
       APP=$(m2mauth apps create --org "$ORG" --name billing-sync -q)
+      m2mauth apps create --org org_01J... --name keyed \\
+        --auth-method private_key_jwt --jwks-file jwks.json
     """
     from m2mauth.cli_support.channel import open_session
     from m2mauth.cli_support.output import show_one
@@ -692,6 +745,7 @@ def apps_create(
         token_quota_per_minute=token_quota or 0,
         enabled=enabled,
     )
+    _set_auth(app, auth_method, jwks_file, None)
     with open_session(conn) as s:
         reply = s.call(s.apps.CreateApplication, app_pb.CreateApplicationRequest(application=app))
     if out.quiet:
@@ -761,6 +815,8 @@ def apps_update(
     ttl: int | None,
     token_quota: int | None,
     enabled: bool | None,
+    auth_method: str | None,
+    jwks_file: Path | None,
     clear_scopes: bool,
     clear_audiences: bool,
     out: Output,
@@ -768,12 +824,15 @@ def apps_update(
 ) -> None:
     """Change an application: only the fields given.
 
-    --scope and --audience replace the whole list.
+    --scope and --audience replace the whole list; --jwks-file replaces the
+    whole key set (rotate by listing the old and the new key, then the new one).
 
     \b
     Examples:
       m2mauth apps update app_01J... --scope invoices:read --scope reports:read
       m2mauth apps update app_01J... --disable      # no new tokens; old ones inactive
+      m2mauth apps update app_01J... --auth-method private_key_jwt --jwks-file jwks.json
+      m2mauth apps update app_01J... --auth-method client_secret   # drops its keys
     """
     from google.protobuf.field_mask_pb2 import FieldMask
 
@@ -809,11 +868,12 @@ def apps_update(
     if enabled is not None:
         app.enabled = enabled
         paths.append("enabled")
+    _set_auth(app, auth_method, jwks_file, paths)
     if not paths:
         raise usage_failure(
             "nothing to update: pass --name, --description, --scope, --audience, --ttl, "
-            "--token-quota, "
-            "--enable/--disable, --clear-scopes or --clear-audiences"
+            "--token-quota, --enable/--disable, --auth-method, --jwks-file, --clear-scopes "
+            "or --clear-audiences"
         )
     request = app_pb.UpdateApplicationRequest(application=app, update_mask=FieldMask(paths=paths))
     with open_session(conn) as s:
@@ -1320,7 +1380,7 @@ def _token_argument(value: str) -> str:
 
 
 @main.command(cls=ClientCommand)
-@client_credential_options(required=True)
+@client_credential_options(required=True, keys=True)
 @click.option(
     "--scope",
     "scopes",
@@ -1336,7 +1396,7 @@ def _token_argument(value: str) -> str:
 @output_options()
 @connection_options(admin_key=False)
 def token(
-    client: ClientCredentials,
+    client: ClientCredentials | KeyCredentials,
     scopes: tuple[str, ...],
     audience: str | None,
     out: Output,
@@ -1346,10 +1406,15 @@ def token(
 
     -o json prints the whole response (token_type, expires_in, scope).
 
+    With --private-key the application proves itself with a client assertion
+    signed by that key (private_key_jwt, RFC 7523): no secret at all.
+
     \b
     Examples:
       export M2MAUTH_CLIENT_ID=client_01J... M2MAUTH_CLIENT_SECRET=m2m_cs_...
       TOKEN=$(m2mauth token --scope invoices:read)
+      m2mauth token --client-id client_01J... --private-key key.pem --kid k1 \\
+        --assertion-audience https://auth.example.com
     """
     from m2mauth.cli_support.channel import open_session
     from m2mauth.cli_support.output import echo_json, to_dict
@@ -1358,10 +1423,19 @@ def token(
     request = token_pb.IssueTokenRequest(
         grant_type="client_credentials",
         client_id=client.client_id,
-        client_secret=client.client_secret,
         scope=" ".join(scopes),
         audience=audience or "",
     )
+    if isinstance(client, KeyCredentials):
+        from m2mauth.cli_support.assertion import mint_assertion
+        from m2mauth.core.private_key_jwt import JWT_BEARER_ASSERTION_TYPE
+
+        request.client_assertion_type = JWT_BEARER_ASSERTION_TYPE
+        request.client_assertion = mint_assertion(
+            client.private_key, client.client_id, client.audience, client.kid
+        )
+    else:
+        request.client_secret = client.client_secret
     with open_session(conn, admin=False) as s:
         reply = s.call(s.tokens.IssueToken, request)
     if out.format == "json":
