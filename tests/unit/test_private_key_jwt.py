@@ -30,7 +30,7 @@ from tests.assertions import (
     sign,
 )
 from tests.token_requests import secret_request
-from tests.unit.conftest import ENV, ISSUER, TokenWorld
+from tests.unit.conftest import ENV, ISSUER, TokenWorld, make_world
 from tests.unit.test_throttling import Seconds, throttled_components
 
 TOKEN_ENDPOINT = ISSUER + "/oauth2/token"
@@ -138,7 +138,7 @@ def attacks(world: TokenWorld) -> dict[str, tuple[Attack, str]]:
         "missing exp": (_without("exp"), "missing_exp"),
         "missing jti": (_without("jti"), "missing_jti"),
         "missing aud": (_without("aud"), "missing_aud"),
-        "too long lived": (_with(exp=int(t) + 3600), "assertion_lifetime_too_long"),
+        "too long lived": (_with(exp=int(t) + 7200), "assertion_lifetime_too_long"),
         "not yet valid": (_with(nbf=int(t) + 600), "assertion_not_yet_valid"),
         "iss is not sub": (_with(iss="someone-else"), "issuer_subject_mismatch"),
         "alg none": (_unsigned, "algorithm_not_allowed"),
@@ -471,3 +471,18 @@ def test_keys_are_rotated_by_updating_the_jwks_and_audited_without_it(world: Tok
         key=str,
     )
     assert new.public_jwk["x"] not in json.dumps([e.details for e in events])
+
+
+def test_the_max_lifetime_is_a_setting(store: MemoryStore) -> None:
+    world = make_world(store, lambda: store, client_assertion_max_lifetime_seconds=120)
+    world.components.ring.ensure_keys()
+    key = new_key()
+    app = world.keyed_client(jwks_of(key))
+    t = now(world)
+    # Within the setting plus the leeway: accepted; beyond it: refused.
+    inside = assertion(key, app.client_id, TOKEN_ENDPOINT, now=t, lifetime=120 + 30)
+    assert world.components.issue_token(assertion_request(inside)).access_token
+    beyond = assertion(key, app.client_id, TOKEN_ENDPOINT, now=t, lifetime=120 + 31)
+    with pytest.raises(errors.InvalidClient):
+        world.components.issue_token(assertion_request(beyond))
+    assert failure_reasons(world) == {"assertion_lifetime_too_long": 1}

@@ -18,8 +18,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from m2mauth.cli_support.failure import usage_failure
 
-# Short on purpose: the server refuses assertions living longer than its
-# --client-assertion-max-lifetime-seconds (300 s by default).
+# Short on purpose (a stolen, unused assertion is worth only this long); the
+# server refuses any living longer than its --client-assertion-max-lifetime-seconds.
 ASSERTION_LIFETIME_SECONDS = 60
 
 

@@ -74,7 +74,7 @@ export type IssueTokenRequest = Message<"m2mauth.v1.IssueTokenRequest"> & {
    * A JWT signed with a key of the application's `jwks` (RS256, PS256, ES256
    * or EdDSA; the key named by `kid`, or the only one fitting `alg`), with
    * `iss` = `sub` = the client_id, `aud` = the issuer or its token endpoint URL
-   * (issuer + "/oauth2/token"), `exp` at most 300 s ahead (configurable) and a
+   * (issuer + "/oauth2/token"), `exp` at most 3600 s ahead (configurable) and a
    * `jti` never used before (RFC 7523 section 3). At most 8192 characters.
    * Any failure is UNAUTHENTICATED (INVALID_CLIENT).
    *
