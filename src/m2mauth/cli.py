@@ -659,6 +659,12 @@ def _application_options(func: Any) -> Any:
                 help="Its public keys, a JWK Set in JSON (RFC 7517 section 5), for "
                 "private_key_jwt: public members only, at most 10 keys.",
             ),
+            click.option(
+                "--jwks-uri",
+                metavar="URL",
+                help="Instead of --jwks-file: the https URL where it publishes its JWK Set "
+                "(fetched by the server, cached 5 minutes).",
+            ),
         )
     ):
         func = option(func)
@@ -669,13 +675,21 @@ AUTH_METHODS = ("client_secret", "private_key_jwt")
 
 
 def _set_auth(
-    app: Any, auth_method: str | None, jwks_file: Path | None, paths: list[str] | None
+    app: Any,
+    auth_method: str | None,
+    jwks_file: Path | None,
+    jwks_uri: str | None,
+    paths: list[str] | None,
 ) -> None:
-    """Put --auth-method and --jwks-file into the request (and the update mask).
+    """Put --auth-method, --jwks-file and --jwks-uri into the request (and the
+    update mask).
 
-    Switching to client_secret clears the JWK Set in the same change, as the
-    server requires: an application never keeps a second way in silently.
+    Switching to client_secret clears the JWK Set (and its URL) in the same
+    change, as the server requires: an application never keeps a second way in
+    silently. Giving one of file and URL clears the other.
     """
+    if jwks_file is not None and jwks_uri is not None:
+        raise usage_failure("--jwks-file and --jwks-uri contradict each other: pass one")
     from m2mauth.v1 import resources_pb2 as res
 
     if auth_method is not None:
@@ -691,12 +705,16 @@ def _set_auth(
             app.jwks = jwks_file.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             raise usage_failure(f"cannot read --jwks-file: {exc.__class__.__name__}") from None
+    if jwks_uri is not None:
+        if auth_method == "client_secret":
+            raise usage_failure("--jwks-uri is for --auth-method private_key_jwt")
+        app.jwks_uri = jwks_uri
     if paths is None:
         return
     if auth_method is not None:
         paths.append("token_endpoint_auth_method")
-    if jwks_file is not None or auth_method == "client_secret":
-        paths.append("jwks")
+    if jwks_file is not None or jwks_uri is not None or auth_method == "client_secret":
+        paths += ["jwks", "jwks_uri"]
 
 
 @apps.command("create")
@@ -716,6 +734,7 @@ def apps_create(
     enabled: bool | None,
     auth_method: str | None,
     jwks_file: Path | None,
+    jwks_uri: str | None,
     out: Output,
     conn: Connection,
 ) -> None:
@@ -745,7 +764,7 @@ def apps_create(
         token_quota_per_minute=token_quota or 0,
         enabled=enabled,
     )
-    _set_auth(app, auth_method, jwks_file, None)
+    _set_auth(app, auth_method, jwks_file, jwks_uri, None)
     with open_session(conn) as s:
         reply = s.call(s.apps.CreateApplication, app_pb.CreateApplicationRequest(application=app))
     if out.quiet:
@@ -817,6 +836,7 @@ def apps_update(
     enabled: bool | None,
     auth_method: str | None,
     jwks_file: Path | None,
+    jwks_uri: str | None,
     clear_scopes: bool,
     clear_audiences: bool,
     out: Output,
@@ -868,12 +888,12 @@ def apps_update(
     if enabled is not None:
         app.enabled = enabled
         paths.append("enabled")
-    _set_auth(app, auth_method, jwks_file, paths)
+    _set_auth(app, auth_method, jwks_file, jwks_uri, paths)
     if not paths:
         raise usage_failure(
             "nothing to update: pass --name, --description, --scope, --audience, --ttl, "
-            "--token-quota, --enable/--disable, --auth-method, --jwks-file, --clear-scopes "
-            "or --clear-audiences"
+            "--token-quota, --enable/--disable, --auth-method, --jwks-file, --jwks-uri, "
+            "--clear-scopes or --clear-audiences"
         )
     request = app_pb.UpdateApplicationRequest(application=app, update_mask=FieldMask(paths=paths))
     with open_session(conn) as s:

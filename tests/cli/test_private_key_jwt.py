@@ -117,3 +117,25 @@ def test_token_with_a_key_needs_its_pieces_and_never_shows_the_key(
     bad = cli.fails(2, "token", "--client-id", client_id, "--private-key", str(garbage), *audience)
     assert "unencrypted PEM private key" in bad
     assert "secret-looking-bytes" not in bad
+
+
+def test_apps_take_a_jwks_uri_instead_of_a_file(cli: Cli, tmp_path: Path) -> None:
+    _, jwks = write_key(tmp_path, new_key("ES256"))
+    org_id = cli.text("orgs", "create", "--name", "Acme", "-q")
+    uri = "https://partner.example.test/.well-known/jwks.json"
+    app = cli.json(
+        "apps",
+        "create",
+        *("--org", org_id, "--name", "keyed", "--auth-method", "private_key_jwt"),
+        *("--jwks-uri", uri),
+    )
+    assert (app["token_endpoint_auth_method"], app["jwks_uri"]) == (PRIVATE_KEY_JWT, uri)
+    assert "jwks" not in app
+    # Moving to an inline set clears the URI in the same change.
+    inline = cli.json("apps", "update", app["id"], "--jwks-file", str(jwks))
+    assert "jwks_uri" not in inline
+    assert json.loads(inline["jwks"])["keys"]
+    both = cli.fails(2, "apps", "update", app["id"], "--jwks-file", str(jwks), "--jwks-uri", uri)
+    assert "contradict" in both
+    plain = cli.fails(1, "apps", "update", app["id"], "--jwks-uri", "http://partner.example.test/k")
+    assert "application.jwks_uri" in plain

@@ -4,6 +4,7 @@ attack refused with the one invalid_client, its reason only in the audit log."""
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 from collections.abc import Callable
 from typing import Any
@@ -12,8 +13,9 @@ import jwt
 import pytest
 
 from m2mauth.core import errors
-from m2mauth.core.applications import ApplicationFields
+from m2mauth.core.applications import ApplicationFields, Applications
 from m2mauth.core.changes import ChangeFeed, Freshness
+from m2mauth.core.client_keys import normalized_jwks
 from m2mauth.core.models import AuditFilter, TokenEndpointAuthMethod
 from m2mauth.core.private_key_jwt import JWT_BEARER_ASSERTION_TYPE
 from m2mauth.core.token_request import ClientCredentials, TokenRequest
@@ -486,3 +488,145 @@ def test_the_max_lifetime_is_a_setting(store: MemoryStore) -> None:
     with pytest.raises(errors.InvalidClient):
         world.components.issue_token(assertion_request(beyond))
     assert failure_reasons(world) == {"assertion_lifetime_too_long": 1}
+
+
+# --- a JWK Set published at a jwks_uri ---------------------------------------------
+
+
+class FakeRemote:
+    """The RemoteJwks port, serving what a test puts at each URI."""
+
+    def __init__(self) -> None:
+        self.sets: dict[str, str] = {}
+        self.cached: dict[str, str] = {}
+        self.fetches: list[tuple[str, bool]] = []
+
+    def get(self, uri: str, *, refresh: bool = False) -> str | None:
+        if uri not in self.cached or refresh:
+            self.fetches.append((uri, refresh))
+            if uri in self.sets:
+                self.cached[uri] = normalized_jwks("t", self.sets[uri])
+        return self.cached.get(uri)
+
+
+URI = "https://partner.example.test/.well-known/jwks.json"
+
+
+def uri_client(world: TokenWorld, remote: FakeRemote) -> tuple[TokenComponents, str]:
+    components = world.build(remote_jwks=remote)
+    components.ring.ensure_keys()
+    org = world.org()
+    app = world.apps.create(
+        ENV,
+        org.id,
+        ApplicationFields(
+            name="by-uri",
+            token_endpoint_auth_method=TokenEndpointAuthMethod.PRIVATE_KEY_JWT,
+            jwks_uri=URI,
+        ),
+    )
+    assert (app.jwks, app.jwks_uri) == ("", URI)
+    return components, app.client_id
+
+
+def test_keys_come_from_the_jwks_uri_and_a_new_kid_fetches_them_again(
+    world: TokenWorld,
+) -> None:
+    remote = FakeRemote()
+    old, new = new_key("ES256"), new_key("RS256")
+    remote.sets[URI] = jwks_of(old)
+    components, client_id = uri_client(world, remote)
+    signed = assertion(old, client_id, TOKEN_ENDPOINT, now=now(world))
+    assert components.issue_token(assertion_request(signed)).access_token
+    assert remote.fetches == [(URI, False)]
+    # The partner rotates: the first assertion with the new kid refreshes the set.
+    remote.sets[URI] = jwks_of(new)
+    rotated = assertion(new, client_id, TOKEN_ENDPOINT, now=now(world))
+    assert components.issue_token(assertion_request(rotated)).access_token
+    assert remote.fetches == [(URI, False), (URI, True)]
+    # An unknown kid that is not there after a refresh is refused.
+    stranger = new_key("ES256")
+    with pytest.raises(errors.InvalidClient):
+        components.issue_token(
+            assertion_request(assertion(stranger, client_id, TOKEN_ENDPOINT, now=now(world)))
+        )
+
+
+def test_without_a_remote_or_a_fetchable_set_a_uri_client_is_refused(world: TokenWorld) -> None:
+    remote = FakeRemote()  # serves nothing at URI
+    key = new_key()
+    components, client_id = uri_client(world, remote)
+    with pytest.raises(errors.InvalidClient):
+        components.issue_token(
+            assertion_request(assertion(key, client_id, TOKEN_ENDPOINT, now=now(world)))
+        )
+    # world.components was built without a RemoteJwks at all.
+    with pytest.raises(errors.InvalidClient):
+        world.components.issue_token(
+            assertion_request(assertion(key, client_id, TOKEN_ENDPOINT, now=now(world)))
+        )
+    assert failure_reasons(world, components) == {"unknown_key": 2}
+
+
+@pytest.mark.parametrize(
+    ("uri", "says"),
+    [
+        ("http://partner.example.test/jwks.json", "https"),
+        ("http://127.0.0.1:9/jwks.json", "https"),
+        ("ftp://partner.example.test/jwks.json", "https"),
+        ("https://user:pw@partner.example.test/jwks.json", "user info"),
+        ("https://partner.example.test/jwks.json#frag", "fragment"),
+        ("https:///jwks.json", "host"),
+        ("https://partner.example.test/" + "a" * 2048, "2048"),
+    ],
+)
+def test_a_bad_jwks_uri_is_refused(world: TokenWorld, uri: str, says: str) -> None:
+    with pytest.raises(errors.InvalidField) as info:
+        world.apps.create(
+            ENV,
+            world.org().id,
+            ApplicationFields(
+                name="x",
+                token_endpoint_auth_method=TokenEndpointAuthMethod.PRIVATE_KEY_JWT,
+                jwks_uri=uri,
+            ),
+        )
+    assert info.value.field == "application.jwks_uri"
+    assert says in info.value.description
+    assert "pw" not in info.value.description
+
+
+def test_http_to_loopback_only_on_a_dev_server(world: TokenWorld) -> None:
+    dev_apps = Applications(
+        world.store, world.pages, world.hasher, world.clock, allow_http_jwks_uri_on_loopback=True
+    )
+    fields = ApplicationFields(
+        name="x",
+        token_endpoint_auth_method=TokenEndpointAuthMethod.PRIVATE_KEY_JWT,
+        jwks_uri="http://127.0.0.1:9/jwks.json",
+    )
+    assert dev_apps.create(ENV, world.org().id, fields).jwks_uri == fields.jwks_uri
+    with pytest.raises(errors.InvalidField):
+        dev_apps.create(
+            ENV,
+            world.org().id,
+            dataclasses.replace(fields, jwks_uri="http://partner.example.test/jwks.json"),
+        )
+
+
+def test_jwks_and_jwks_uri_are_one_or_the_other(world: TokenWorld) -> None:
+    key = new_key()
+    app = world.keyed_client(jwks_of(key))
+    with pytest.raises(errors.InvalidField) as info:
+        world.apps.update(ENV, app.id, ["jwks_uri"], ApplicationFields(jwks_uri=URI))
+    assert "not both" in info.value.description
+    moved = world.apps.update(ENV, app.id, ["jwks", "jwks_uri"], ApplicationFields(jwks_uri=URI))
+    assert (moved.jwks, moved.jwks_uri) == ("", URI)
+    with pytest.raises(errors.InvalidField) as info:
+        world.apps.update(
+            ENV,
+            app.id,
+            ["token_endpoint_auth_method", "jwks"],
+            ApplicationFields(token_endpoint_auth_method=TokenEndpointAuthMethod.CLIENT_SECRET),
+        )
+    assert info.value.field == "application.jwks_uri"

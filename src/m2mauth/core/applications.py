@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 from m2mauth.core import audit, defaults, ids, validation
 from m2mauth.core.changes import Change, Kind
-from m2mauth.core.client_keys import normalized_jwks
+from m2mauth.core.client_keys import checked_jwks_uri, normalized_jwks
 from m2mauth.core.clock import Clock
 from m2mauth.core.credentials import CLIENT_SECRET_PREFIX, CredentialHasher
 from m2mauth.core.errors import InvalidField, NotFound, SecretLimitReached
@@ -35,7 +35,9 @@ UPDATABLE = (
     "enabled",
     "token_endpoint_auth_method",
     "jwks",
+    "jwks_uri",
 )
+AUTH_FIELDS = ("token_endpoint_auth_method", "jwks", "jwks_uri")
 RESOURCE = "application"
 APP_READ = Permission.APPLICATIONS_READ
 APP_WRITE = Permission.APPLICATIONS_WRITE
@@ -58,28 +60,53 @@ class ApplicationFields:
     enabled: bool | None = None
     # None: the default, client_secret.
     token_endpoint_auth_method: TokenEndpointAuthMethod | None = None
-    # The public JWK Set as JSON; required with private_key_jwt, else empty.
+    # The public JWK Set as JSON, or the URL to fetch it from: one of them
+    # with private_key_jwt, neither otherwise.
     jwks: str = ""
+    jwks_uri: str = ""
 
 
-def auth_method_and_jwks(
-    method: TokenEndpointAuthMethod | None, jwks: str
-) -> tuple[TokenEndpointAuthMethod, str]:
-    """One way to authenticate, never silently two: a JWK Set goes with
-    private_key_jwt and only with it (the JWK Set is checked and normalised)."""
-    method = method or TokenEndpointAuthMethod.CLIENT_SECRET
-    if method is TokenEndpointAuthMethod.PRIVATE_KEY_JWT:
-        if not jwks:
-            raise InvalidField(
-                "application.jwks", "is required when token_endpoint_auth_method is private_key_jwt"
-            )
-        return method, normalized_jwks("application.jwks", jwks)
-    if jwks:
+@dataclasses.dataclass(frozen=True, slots=True)
+class AuthSettings:
+    """An application's client authentication, as stored."""
+
+    token_endpoint_auth_method: TokenEndpointAuthMethod
+    jwks: str
+    jwks_uri: str
+
+
+def auth_settings(
+    token_endpoint_auth_method: TokenEndpointAuthMethod | None,
+    jwks: str,
+    jwks_uri: str,
+    *,
+    allow_http_loopback: bool = False,
+) -> AuthSettings:
+    """One way to authenticate, never silently two: a JWK Set (inline or by URI,
+    not both) goes with private_key_jwt and only with it; it is checked and
+    normalised here."""
+    method = token_endpoint_auth_method or TokenEndpointAuthMethod.CLIENT_SECRET
+    if method is not TokenEndpointAuthMethod.PRIVATE_KEY_JWT:
+        for name, value in (("jwks", jwks), ("jwks_uri", jwks_uri)):
+            if value:
+                raise InvalidField(
+                    f"application.{name}",
+                    "must be empty unless token_endpoint_auth_method is private_key_jwt",
+                )
+        return AuthSettings(method, "", "")
+    if jwks and jwks_uri:
+        raise InvalidField("application.jwks_uri", "give jwks or jwks_uri, not both")
+    if jwks_uri:
+        uri = checked_jwks_uri(
+            "application.jwks_uri", jwks_uri, allow_http_loopback=allow_http_loopback
+        )
+        return AuthSettings(method, "", uri)
+    if not jwks:
         raise InvalidField(
             "application.jwks",
-            "must be empty unless token_endpoint_auth_method is private_key_jwt",
+            "is required (or jwks_uri) when token_endpoint_auth_method is private_key_jwt",
         )
-    return method, ""
+    return AuthSettings(method, normalized_jwks("application.jwks", jwks), "")
 
 
 def visible_application(uow: UnitOfWork, principal: Principal, app_id: str) -> Application:
@@ -101,6 +128,8 @@ class Applications:
         clock: Clock,
         max_secrets: int = defaults.MAX_CLIENT_SECRETS,
         max_token_ttl_seconds: int = defaults.MAX_TOKEN_TTL_SECONDS,
+        *,
+        allow_http_jwks_uri_on_loopback: bool = False,
     ) -> None:
         self._store = store
         self._pages = pages
@@ -110,6 +139,8 @@ class Applications:
         # An override above the server's cap would be clamped at issuance:
         # refuse it here, where the operator can see why.
         self._max_token_ttl = max_token_ttl_seconds
+        # --dev: a jwks_uri may be http to a loopback host (a local test issuer).
+        self._http_loopback = allow_http_jwks_uri_on_loopback
 
     # --- applications ----------------------------------------------------
     def create(
@@ -120,7 +151,12 @@ class Applications:
             raise InvalidField("application.organization_id", "is required")
         now = self._clock()
         ms = int(now.timestamp() * 1000)
-        method, jwks = auth_method_and_jwks(f.token_endpoint_auth_method, f.jwks)
+        auth = auth_settings(
+            f.token_endpoint_auth_method,
+            f.jwks,
+            f.jwks_uri,
+            allow_http_loopback=self._http_loopback,
+        )
         app = Application(
             id=ids.new_id(ids.APPLICATION, ms),
             client_id=ids.new_id(ids.CLIENT, ms),
@@ -136,8 +172,9 @@ class Applications:
             enabled=True if f.enabled is None else f.enabled,
             created_at=now,
             updated_at=now,
-            token_endpoint_auth_method=method,
-            jwks=jwks,
+            token_endpoint_auth_method=auth.token_endpoint_auth_method,
+            jwks=auth.jwks,
+            jwks_uri=auth.jwks_uri,
         )
         with self._store.unit_of_work() as uow:
             try:
@@ -154,7 +191,7 @@ class Applications:
                     organization_id=organization_id,
                     application_id=app.id,
                     target=app.id,
-                    details={"token_endpoint_auth_method": method.value},
+                    details={"token_endpoint_auth_method": auth.token_endpoint_auth_method.value},
                 )
             )
         return app
@@ -208,17 +245,14 @@ class Applications:
             changes["enabled"] = bool(f.enabled)
         with self._store.unit_of_work() as uow:
             current = visible_application(uow, principal, app_id)
-            if paths & {"token_endpoint_auth_method", "jwks"}:
-                # The pair is checked together, a field left out of the mask
-                # keeping its stored value.
-                method, jwks = auth_method_and_jwks(
-                    f.token_endpoint_auth_method
-                    if "token_endpoint_auth_method" in paths
-                    else current.token_endpoint_auth_method,
-                    f.jwks if "jwks" in paths else current.jwks,
-                )
-                changes["token_endpoint_auth_method"] = method
-                changes["jwks"] = jwks
+            if paths & set(AUTH_FIELDS):
+                # Checked together, a field left out of the mask keeping its
+                # stored value.
+                chosen = {
+                    name: getattr(f if name in paths else current, name) for name in AUTH_FIELDS
+                }
+                auth = auth_settings(**chosen, allow_http_loopback=self._http_loopback)
+                changes.update(dataclasses.asdict(auth))
             now = self._clock()
             updated = dataclasses.replace(current, updated_at=now, **changes)  # type: ignore[arg-type]
             uow.update_application(updated)

@@ -14,8 +14,10 @@ mistake is a secret and must not be stored, logged or shown.
 from __future__ import annotations
 
 import functools
+import ipaddress
 import json
-from typing import Any
+from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -42,6 +44,53 @@ MAX_KEYS = 10
 MAX_KID_LENGTH = 128
 # RFC 7518 section 3.3: "A key of size 2048 bits or larger MUST be used".
 MIN_RSA_BITS = 2048
+MAX_JWKS_URI_LENGTH = 2048
+
+
+class RemoteJwks(Protocol):
+    """Where the JWK Sets of applications with a ``jwks_uri`` come from: fetched
+    over the network at the edge (m2mauth.remote_jwks), cached there."""
+
+    def get(self, uri: str, *, refresh: bool = False) -> str | None:
+        """The normalised JWK Set served at ``uri``, or None if it cannot be had.
+        ``refresh``: an assertion named a kid the cached set lacks (RFC 7517
+        section 4.5: the partner may have rotated), so fetch again if allowed."""
+        ...
+
+
+def is_loopback_host(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def checked_jwks_uri(field: str, uri: str, *, allow_http_loopback: bool) -> str:
+    """The URI if m2mauth may fetch a JWK Set from it, else InvalidField: https
+    only (http to a loopback host only when ``allow_http_loopback``, a --dev
+    server), a host, no user info (credentials in a URL end up in logs) and no
+    fragment."""
+    if len(uri) > MAX_JWKS_URI_LENGTH:
+        raise InvalidField(field, f"must be at most {MAX_JWKS_URI_LENGTH} characters")
+    try:
+        parts = urlsplit(uri)
+        host = parts.hostname or ""
+        parts.port  # noqa: B018 - raises ValueError on a malformed port
+    except ValueError:
+        raise InvalidField(field, "must be an https URL") from None
+    scheme = parts.scheme.lower()
+    http_allowed = scheme == "http" and allow_http_loopback and is_loopback_host(host)
+    if scheme != "https" and not http_allowed:
+        raise InvalidField(
+            field, "must be an https URL (http only to a loopback host, on a --dev server)"
+        )
+    if not host or parts.username is not None or parts.password is not None:
+        raise InvalidField(field, "must name a host and carry no user info")
+    if parts.fragment or any(c.isspace() for c in uri):
+        raise InvalidField(field, "must have no fragment and no whitespace")
+    return uri
 
 
 def normalized_jwks(field: str, text: str) -> str:

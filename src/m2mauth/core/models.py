@@ -49,6 +49,8 @@ class Application:
     # The public JWK Set (RFC 7517 section 5) its assertions are signed with,
     # as normalised JSON (public members only); "" unless PRIVATE_KEY_JWT.
     jwks: str = ""
+    # Or where to fetch that JWK Set (https); "" when jwks is inline or unused.
+    jwks_uri: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from m2mauth.core import defaults
 from m2mauth.core.assertion_replay import UsedAssertions
 from m2mauth.core.changes import Freshness
+from m2mauth.core.client_keys import RemoteJwks
 from m2mauth.core.clock import Clock
 from m2mauth.core.credentials import CredentialHasher
 from m2mauth.core.interfaces import Store
@@ -72,3 +73,5 @@ class TokenParts:
     freshness: Freshness | None = None
     # The replay record of client assertions (private_key_jwt).
     used_assertions: UsedAssertions | None = None
+    # Fetches (and caches) the JWK Sets of applications with a jwks_uri.
+    remote_jwks: RemoteJwks | None = None

@@ -45,7 +45,7 @@ from m2mauth.core.client_auth import (
     FailureSink,
     failed,
 )
-from m2mauth.core.client_keys import ASSERTION_ALGORITHMS, verification_key
+from m2mauth.core.client_keys import ASSERTION_ALGORITHMS, RemoteJwks, verification_key
 from m2mauth.core.clock import Clock
 from m2mauth.core.errors import InvalidRequest
 from m2mauth.core.interfaces import Store
@@ -88,6 +88,7 @@ class PrivateKeyJwtAuth:
         audiences: tuple[str, ...],
         max_lifetime_seconds: int,
         leeway_seconds: int,
+        remote_jwks: RemoteJwks | None = None,
     ) -> None:
         self._store = store
         self._clock = clock
@@ -95,6 +96,9 @@ class PrivateKeyJwtAuth:
         self._audiences = audiences
         self._max_lifetime = max_lifetime_seconds
         self._leeway = leeway_seconds
+        # Where the JWK Sets of applications with a jwks_uri come from; without
+        # one (tools, some tests) such applications cannot authenticate.
+        self._remote = remote_jwks
 
     @classmethod
     def from_parts(cls, parts: TokenParts) -> PrivateKeyJwtAuth:
@@ -106,6 +110,7 @@ class PrivateKeyJwtAuth:
             audiences=(policy.token_endpoint_url, policy.issuer),
             max_lifetime_seconds=policy.client_assertion_max_lifetime_seconds,
             leeway_seconds=policy.clock_leeway_seconds,
+            remote_jwks=parts.remote_jwks,
         )
 
     def presented(self, credentials: ClientCredentials) -> bool:
@@ -155,10 +160,24 @@ class PrivateKeyJwtAuth:
             return "unknown_client"
         if app.token_endpoint_auth_method is not TokenEndpointAuthMethod.PRIVATE_KEY_JWT:
             return "auth_method_not_allowed"
-        key = verification_key(app.jwks, parsed.alg, parsed.kid)
+        key = self._key(app, parsed)
         if key is None:
             return "unknown_key"
         return self._verify(assertion, key, parsed) or _state(app, org)
+
+    def _key(self, app: Application, parsed: _Parsed) -> Any | None:
+        """The key to check the assertion with: from the inline JWK Set, or from
+        the one at the application's jwks_uri, fetched again once when the
+        assertion names a kid the cached set lacks (the partner rotated)."""
+        if not app.jwks_uri:
+            return verification_key(app.jwks, parsed.alg, parsed.kid)
+        if self._remote is None:
+            return None
+        key = verification_key(self._remote.get(app.jwks_uri) or "", parsed.alg, parsed.kid)
+        if key is None and parsed.kid is not None:
+            fresh = self._remote.get(app.jwks_uri, refresh=True)
+            key = verification_key(fresh or "", parsed.alg, parsed.kid)
+        return key
 
     def _verify(self, assertion: str, key: Any, parsed: _Parsed) -> str:
         """ "" if the signature and the claims hold, else the reason for the audit log."""

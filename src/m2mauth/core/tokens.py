@@ -32,6 +32,7 @@ from m2mauth.core.client_auth import (
     ClientAuthentication,
     FailureSink,
 )
+from m2mauth.core.client_keys import RemoteJwks
 from m2mauth.core.clock import Clock
 from m2mauth.core.credentials import CredentialHasher
 from m2mauth.core.failures import FailedAttempts, presented_actor
@@ -188,6 +189,7 @@ def build_token_components(
     client_cache_ttl_seconds: float = DEFAULT_CLIENT_CACHE_TTL_SECONDS,
     key_refresh_interval_seconds: float = DEFAULT_REFRESH_INTERVAL_SECONDS,
     monotonic: Callable[[], float] = time.monotonic,
+    remote_jwks: RemoteJwks | None = None,
 ) -> TokenComponents:
     """The token side over one store, with every registered method and grant."""
     ring = SigningKeyRing(
@@ -213,6 +215,7 @@ def build_token_components(
         monotonic=monotonic,
         freshness=freshness,
         used_assertions=used_assertions,
+        remote_jwks=remote_jwks,
     )
     clients = ClientAuthentication([method.from_parts(parts) for method in CLIENT_AUTH_METHODS])
     signed = SignedTokens(ring, policy.issuer)

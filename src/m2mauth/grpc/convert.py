@@ -62,6 +62,7 @@ def application(app: models.Application) -> resources_pb2.Application:
         update_time=timestamp(app.updated_at),
         token_endpoint_auth_method=AUTH_METHODS[app.token_endpoint_auth_method],
         jwks=app.jwks,
+        jwks_uri=app.jwks_uri,
     )
 
 

@@ -118,6 +118,7 @@ def _fields(a: resources_pb2.Application) -> ApplicationFields:
         enabled=_enabled(a),
         token_endpoint_auth_method=convert.auth_method(a.token_endpoint_auth_method),
         jwks=a.jwks,
+        jwks_uri=a.jwks_uri,
     )
 
 

@@ -170,6 +170,7 @@ applications = Table(
     Column("token_quota_per_minute", Integer, nullable=False),
     Column("token_endpoint_auth_method", EnumValue(TokenEndpointAuthMethod), nullable=False),
     Column("jwks", Text, nullable=False),
+    Column("jwks_uri", Text, nullable=False),
     UniqueConstraint("client_id"),
     # Listing one organization's applications in id order.
     Index(None, "organization_id", "id"),

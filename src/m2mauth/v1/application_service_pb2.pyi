@@ -199,9 +199,10 @@ class UpdateApplicationRequest(_message.Message):
     def update_mask(self) -> _field_mask_pb2.FieldMask:
         """Required. Fields to change: any of "name", "description", "scopes",
         "audiences", "token_ttl_seconds", "token_quota_per_minute", "enabled",
-        "token_endpoint_auth_method", "jwks", or "*" for all of them. The
-        method and the JWK Set are checked together (a field left out keeps its
-        stored value): switching to CLIENT_SECRET must also clear "jwks".
+        "token_endpoint_auth_method", "jwks", "jwks_uri", or "*" for all of
+        them. The method and the JWK Set are checked together (a field left out
+        keeps its stored value): switching to CLIENT_SECRET must also clear
+        "jwks" and "jwks_uri".
         "organization_id" and output-only fields are INVALID_ARGUMENT.
         """
 

@@ -33,7 +33,7 @@ class _TokenEndpointAuthMethodEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrappe
     request fields (client_secret_post), RFC 6749 section 2.3.1.
     """
     TOKEN_ENDPOINT_AUTH_METHOD_PRIVATE_KEY_JWT: _TokenEndpointAuthMethod.ValueType  # 2
-    """A JWT signed with a key of the application's `jwks` (private_key_jwt,
+    """A JWT signed with a key of the application's `jwks` or `jwks_uri` (private_key_jwt,
     RFC 7523 section 2.2); its secrets, if any, do not authenticate it.
     """
 
@@ -49,7 +49,7 @@ TOKEN_ENDPOINT_AUTH_METHOD_CLIENT_SECRET: TokenEndpointAuthMethod.ValueType  # 1
 request fields (client_secret_post), RFC 6749 section 2.3.1.
 """
 TOKEN_ENDPOINT_AUTH_METHOD_PRIVATE_KEY_JWT: TokenEndpointAuthMethod.ValueType  # 2
-"""A JWT signed with a key of the application's `jwks` (private_key_jwt,
+"""A JWT signed with a key of the application's `jwks` or `jwks_uri` (private_key_jwt,
 RFC 7523 section 2.2); its secrets, if any, do not authenticate it.
 """
 Global___TokenEndpointAuthMethod: _TypeAlias = TokenEndpointAuthMethod  # noqa: Y015
@@ -249,6 +249,7 @@ class Application(_message.Message):
     TOKEN_QUOTA_PER_MINUTE_FIELD_NUMBER: _builtins.int
     TOKEN_ENDPOINT_AUTH_METHOD_FIELD_NUMBER: _builtins.int
     JWKS_FIELD_NUMBER: _builtins.int
+    JWKS_URI_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """OUTPUT_ONLY. Opaque, sortable id, "app_" followed by 26 characters."""
     client_id: _builtins.str
@@ -283,11 +284,21 @@ class Application(_message.Message):
     jwks: _builtins.str
     """The application's public JWK Set (RFC 7517 section 5) as JSON, e.g.
     `{"keys":[{"kty":"EC","crv":"P-256","x":"...","y":"...","kid":"k1"}]}`.
-    Required with PRIVATE_KEY_JWT, empty otherwise. 1 to 10 public keys
+    With PRIVATE_KEY_JWT this or `jwks_uri` is required; empty otherwise. 1 to
+    10 public keys
     (RSA of at least 2048 bits, EC P-256 or OKP Ed25519; `use` "sig" or
     absent; `alg` one of RS256, PS256, ES256, EdDSA or absent; distinct
     `kid`s); at most 32768 bytes. A key with private members is
     INVALID_ARGUMENT. Stored and returned normalised: public members only.
+    """
+    jwks_uri: _builtins.str
+    """Instead of `jwks` (never both): the https URL m2mauth fetches the JWK Set
+    from (the same rules apply to what it serves), e.g.
+    `https://partner.example/.well-known/jwks.json`. At most 2048 characters;
+    no user info or fragment; http only to a loopback host on a --dev server.
+    Fetched with a 3 s bound, at most 64 KiB, no redirect to another host;
+    cached 5 minutes and fetched again (at most every 30 s) when an assertion
+    names a kid the cached set lacks.
     """
     @_builtins.property
     def scopes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
@@ -328,10 +339,11 @@ class Application(_message.Message):
         token_quota_per_minute: _builtins.int = ...,
         token_endpoint_auth_method: Global___TokenEndpointAuthMethod.ValueType = ...,
         jwks: _builtins.str = ...,
+        jwks_uri: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_enabled", b"_enabled", "create_time", b"create_time", "enabled", b"enabled", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_enabled", b"_enabled", "audiences", b"audiences", "client_id", b"client_id", "create_time", b"create_time", "description", b"description", "enabled", b"enabled", "id", b"id", "jwks", b"jwks", "name", b"name", "organization_id", b"organization_id", "scopes", b"scopes", "token_endpoint_auth_method", b"token_endpoint_auth_method", "token_quota_per_minute", b"token_quota_per_minute", "token_ttl_seconds", b"token_ttl_seconds", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_enabled", b"_enabled", "audiences", b"audiences", "client_id", b"client_id", "create_time", b"create_time", "description", b"description", "enabled", b"enabled", "id", b"id", "jwks", b"jwks", "jwks_uri", b"jwks_uri", "name", b"name", "organization_id", b"organization_id", "scopes", b"scopes", "token_endpoint_auth_method", b"token_endpoint_auth_method", "token_quota_per_minute", b"token_quota_per_minute", "token_ttl_seconds", b"token_ttl_seconds", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__enabled: _TypeAlias = _typing.Literal["enabled"]  # noqa: Y015
     _WhichOneofArgType__enabled: _TypeAlias = _typing.Literal["_enabled", b"_enabled"]  # noqa: Y015

@@ -1,5 +1,5 @@
 """Applications choose their token endpoint authentication method and may carry a
-public JWK Set (private_key_jwt, RFC 7523 section 2.2); used client assertions
+public JWK Set, inline or by URI (private_key_jwt, RFC 7523 section 2.2); used client assertions
 are remembered until they expire, so that none is accepted twice.
 
 Existing applications keep authenticating with their client secrets.
@@ -31,6 +31,7 @@ def upgrade() -> None:
             )
         )
         batch.add_column(sa.Column("jwks", sa.Text(), nullable=False, server_default=""))
+        batch.add_column(sa.Column("jwks_uri", sa.Text(), nullable=False, server_default=""))
     op.create_table(
         "client_assertions",
         sa.Column("key", sa.String(64), nullable=False),
@@ -44,5 +45,6 @@ def downgrade() -> None:
     op.drop_index("ix_client_assertions_expires_at", table_name="client_assertions")
     op.drop_table("client_assertions")
     with op.batch_alter_table("applications") as batch:
+        batch.drop_column("jwks_uri")
         batch.drop_column("jwks")
         batch.drop_column("token_endpoint_auth_method")
