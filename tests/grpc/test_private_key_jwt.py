@@ -130,3 +130,33 @@ def test_a_private_key_in_the_jwks_is_invalid_argument_and_not_echoed(
     assert private_jwk["d"] not in err.message
     err = fails(create_app, stubs, admin_key, org.id, token_endpoint_auth_method=7)
     assert err.fields == ["application.token_endpoint_auth_method"]
+
+
+def test_a_keyed_application_introspects_and_revokes_with_assertions(
+    stubs: Stubs, admin_key: str, container: App
+) -> None:
+    key = new_key("EdDSA")
+    org = create_org(stubs, admin_key)
+    app = create_app(
+        stubs, admin_key, org.id, token_endpoint_auth_method=PRIVATE_KEY_JWT, jwks=jwks_of(key)
+    )
+    issuer = container.tokens.policy.issuer
+    token = issue_with(stubs, assertion(key, app.client_id, issuer)).access_token
+
+    def credentials() -> dict[str, str]:
+        return {
+            "client_assertion_type": JWT_BEARER_ASSERTION_TYPE,
+            "client_assertion": assertion(key, app.client_id, issuer),
+        }
+
+    seen = stubs.tokens.Introspect(token_pb.IntrospectRequest(token=token, **credentials()))
+    assert (seen.active, seen.org_id) == (True, org.id)
+    stubs.tokens.RevokeToken(token_pb.RevokeTokenRequest(token=token, **credentials()))
+    assert not stubs.tokens.Introspect(
+        token_pb.IntrospectRequest(token=token, **credentials())
+    ).active
+    # A replayed assertion is refused here too.
+    once = credentials()
+    stubs.tokens.Introspect(token_pb.IntrospectRequest(token=token, **once))
+    err = fails(stubs.tokens.Introspect, token_pb.IntrospectRequest(token=token, **once))
+    assert (err.code, err.reason) == (grpc.StatusCode.UNAUTHENTICATED, "INVALID_CLIENT")

@@ -223,11 +223,11 @@ def test_metadata_lists_exactly_what_is_supported(shim: Shim, http: httpx.Client
         "ES256",
         "EdDSA",
     ]
-    # Client assertions are taken at the token endpoint only.
     for endpoint in ("introspection", "revocation"):
         assert doc[f"{endpoint}_endpoint_auth_methods_supported"] == [
             "client_secret_basic",
             "client_secret_post",
+            "private_key_jwt",
             "bearer",
         ]
     assert doc["access_token_signing_alg_values_supported"] == ["ES256"]

@@ -119,18 +119,53 @@ def test_a_malformed_assertion_request_is_400_invalid_request(
     assert mentions in response.json()["error_description"]
 
 
-def test_assertions_are_for_the_token_endpoint_only(shim: Shim, http: httpx.Client) -> None:
+def test_a_keyed_partner_introspects_and_revokes_its_token_with_assertions(
+    shim: Shim, http: httpx.Client
+) -> None:
+    """RFC 7662 section 2.1 and RFC 7009 section 2.1 callers authenticate like
+    the token endpoint's: a fresh assertion per request (aud: the issuer)."""
     key = new_key()
     partner = shim.keyed_partner(jwks_of(key))
-    for path in ("/oauth2/introspection", "/oauth2/revoke"):
-        response = http.post(
+    token = post_token(http, assertion(key, partner.client_id, shim.token_endpoint)).json()[
+        "access_token"
+    ]
+
+    def as_partner(path: str) -> httpx.Response:
+        return http.post(
             path,
             data={
-                "token": "x",
+                "token": token,
                 "client_assertion_type": JWT_BEARER_ASSERTION_TYPE,
                 "client_assertion": assertion(key, partner.client_id, shim.issuer),
             },
-            headers=admin(shim),
         )
-        assert response.status_code == 400, path
-        assert "token endpoint only" in response.json()["error_description"]
+
+    introspection = as_partner("/oauth2/introspection")
+    assert introspection.status_code == 200, introspection.text
+    assert introspection.json()["active"] is True
+    assert introspection.json()["org_id"] == partner.org_id
+    assert as_partner("/oauth2/revoke").status_code == 200
+    assert as_partner("/oauth2/introspection").json() == {"active": False}
+    # Another keyed partner's view of that token: its own tokens only.
+    other_key = new_key()
+    other = shim.keyed_partner(jwks_of(other_key))
+    seen = http.post(
+        "/oauth2/introspection",
+        data={
+            "token": token,
+            "client_assertion_type": JWT_BEARER_ASSERTION_TYPE,
+            "client_assertion": assertion(other_key, other.client_id, shim.issuer),
+        },
+    )
+    assert seen.json() == {"active": False}
+    # An assertion and the admin key's Bearer header together: one method only.
+    both = http.post(
+        "/oauth2/introspection",
+        data={
+            "token": token,
+            "client_assertion_type": JWT_BEARER_ASSERTION_TYPE,
+            "client_assertion": assertion(key, partner.client_id, shim.issuer),
+        },
+        headers=admin(shim),
+    )
+    assert both.status_code == 400

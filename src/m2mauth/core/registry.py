@@ -49,11 +49,8 @@ class Capabilities:
     """What RFC 8414 section 2 asks a server to advertise about its token endpoint."""
 
     grant_types: tuple[str, ...]
-    # At the token endpoint.
+    # At the token endpoint, and for introspection and revocation callers.
     client_auth_methods: tuple[str, ...]
-    # At introspection and revocation: client secrets only, as their requests
-    # (IntrospectRequest, RevokeTokenRequest) carry no client assertion.
-    caller_auth_methods: tuple[str, ...]
     # RFC 8414 token_endpoint_auth_signing_alg_values_supported (private_key_jwt).
     assertion_signing_algorithms: tuple[str, ...]
 
@@ -61,6 +58,5 @@ class Capabilities:
 SUPPORTED = Capabilities(
     grant_types=tuple(grant.grant_type for grant in GRANTS),
     client_auth_methods=tuple(name for method in CLIENT_AUTH_METHODS for name in method.names),
-    caller_auth_methods=ClientSecretAuth.names,
     assertion_signing_algorithms=ASSERTION_ALGORITHMS,
 )

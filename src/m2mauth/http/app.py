@@ -97,7 +97,7 @@ class OAuthEndpoints:
 
     async def token(self, request: Request) -> Response:
         form = await forms.read_form(request)
-        who = forms.caller(request, form, allow_admin_key=False, allow_assertion=True)
+        who = forms.caller(request, form, allow_admin_key=False)
         if "resource" in form and "audience" in form and form["resource"] != form["audience"]:
             raise invalid_request("send the audience as resource or audience, not both")
         reply = await self.backend.issue_token(
@@ -131,6 +131,8 @@ class OAuthEndpoints:
                 token_type_hint=form.get("token_type_hint", ""),
                 client_id=who.client_id,
                 client_secret=who.client_secret,
+                client_assertion_type=who.client_assertion_type,
+                client_assertion=who.client_assertion,
             ),
             who.admin_key,
             source=self.source(request),
@@ -146,6 +148,8 @@ class OAuthEndpoints:
                 token_type_hint=form.get("token_type_hint", ""),
                 client_id=who.client_id,
                 client_secret=who.client_secret,
+                client_assertion_type=who.client_assertion_type,
+                client_assertion=who.client_assertion,
             ),
             who.admin_key,
             source=self.source(request),
@@ -164,7 +168,7 @@ class OAuthEndpoints:
     async def metadata(self, request: Request) -> Response:
         reply = await self.backend.get_jwks()
         issuer = self.issuer
-        methods, callers = SUPPORTED.client_auth_methods, SUPPORTED.caller_auth_methods
+        methods = SUPPORTED.client_auth_methods
         # RFC 8414 section 2: exactly what this server supports, nothing more
         # (the core's registry says what that is).
         document = {
@@ -180,8 +184,8 @@ class OAuthEndpoints:
             "token_endpoint_auth_signing_alg_values_supported": list(
                 SUPPORTED.assertion_signing_algorithms
             ),
-            "introspection_endpoint_auth_methods_supported": [*callers, "bearer"],
-            "revocation_endpoint_auth_methods_supported": [*callers, "bearer"],
+            "introspection_endpoint_auth_methods_supported": [*methods, "bearer"],
+            "revocation_endpoint_auth_methods_supported": [*methods, "bearer"],
             "access_token_signing_alg_values_supported": sorted({k.alg for k in reply.keys}),
         }
         return JSONResponse(document, headers={"Cache-Control": "public, max-age=300"})

@@ -70,19 +70,14 @@ class Caller:
     client_id: str = ""
     client_secret: str = ""
     admin_key: str | None = None
-    # private_key_jwt (RFC 7523 section 2.2), at the token endpoint only.
+    # private_key_jwt (RFC 7523 section 2.2).
     client_assertion_type: str = ""
     client_assertion: str = ""
 
 
-ASSERTION_FIELDS = ("client_assertion_type", "client_assertion")
-
-
-def caller(
-    request: Request, form: dict[str, str], *, allow_admin_key: bool, allow_assertion: bool = False
-) -> Caller:
+def caller(request: Request, form: dict[str, str], *, allow_admin_key: bool) -> Caller:
     """Extract client credentials (RFC 6749 section 2.3.1), a client assertion
-    (RFC 7521 section 4.2, where ``allow_assertion``) or an admin bearer key.
+    (RFC 7521 section 4.2) or an admin bearer key.
 
     Exactly one authentication method per request (RFC 6749 section 2.3:
     "The client MUST NOT use more than one authentication method in each
@@ -95,10 +90,6 @@ def caller(
         client_assertion_type=form.get("client_assertion_type", ""),
         client_assertion=form.get("client_assertion", ""),
     )
-    if not allow_assertion and any(name in form for name in ASSERTION_FIELDS):
-        raise invalid_request(
-            "client assertions (private_key_jwt) are accepted at the token endpoint only"
-        )
     if (assertion.client_assertion or assertion.client_assertion_type) and header is not None:
         raise invalid_request(
             "use one client authentication method: an Authorization header or a client assertion"

@@ -53,8 +53,8 @@ _CLIENT_FIELDS = {
     "client_id": {"type": "string", "description": "With client_secret_post."},
     "client_secret": {"type": "string", "description": "With client_secret_post."},
 }
-# private_key_jwt (RFC 7523 section 2.2), at the token endpoint only.
-_ASSERTION_FIELDS = {
+# private_key_jwt (RFC 7523 section 2.2).
+_ASSERTION_FIELDS: dict[str, Any] = {
     "client_assertion_type": {
         "type": "string",
         "enum": [JWT_BEARER_ASSERTION_TYPE],
@@ -64,14 +64,15 @@ _ASSERTION_FIELDS = {
         "type": "string",
         "maxLength": MAX_ASSERTION_LENGTH,
         "description": "With private_key_jwt: a JWT signed with a key of the application's "
-        "JWK Set (iss = sub = client_id, aud = the issuer or this endpoint's URL, exp at most "
-        "a few minutes ahead, a jti used once).",
+        "JWK Set (iss = sub = client_id, aud = the issuer or the token endpoint URL, exp "
+        "required and at most an hour ahead unless configured otherwise, a jti used once).",
     },
 }
 _TOKEN_FIELDS = {
     "token": {"type": "string"},
     "token_type_hint": {"type": "string", "enum": ["access_token", "refresh_token"]},
     **_CLIENT_FIELDS,
+    **_ASSERTION_FIELDS,
 }
 # client_secret_post has no OpenAPI security scheme: the credentials are the
 # client_id/client_secret form fields above. An apiKey scheme would have to

@@ -130,6 +130,8 @@ class IntrospectRequest(_message.Message):
     TOKEN_TYPE_HINT_FIELD_NUMBER: _builtins.int
     CLIENT_ID_FIELD_NUMBER: _builtins.int
     CLIENT_SECRET_FIELD_NUMBER: _builtins.int
+    CLIENT_ASSERTION_TYPE_FIELD_NUMBER: _builtins.int
+    CLIENT_ASSERTION_FIELD_NUMBER: _builtins.int
     token: _builtins.str
     """Required. The token to introspect."""
     token_type_hint: _builtins.str
@@ -142,6 +144,13 @@ class IntrospectRequest(_message.Message):
     """
     client_secret: _builtins.str
     """The calling application's client secret, with client_id."""
+    client_assertion_type: _builtins.str
+    """Instead of client_secret, for a private_key_jwt application: as in
+    IssueTokenRequest (`aud` the issuer or the token endpoint URL; a `jti`
+    never used before).
+    """
+    client_assertion: _builtins.str
+    """The client assertion, with client_assertion_type (see IssueTokenRequest)."""
     def __init__(
         self,
         *,
@@ -149,10 +158,12 @@ class IntrospectRequest(_message.Message):
         token_type_hint: _builtins.str = ...,
         client_id: _builtins.str = ...,
         client_secret: _builtins.str = ...,
+        client_assertion_type: _builtins.str = ...,
+        client_assertion: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_id", b"client_id", "client_secret", b"client_secret", "token", b"token", "token_type_hint", b"token_type_hint"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_assertion", b"client_assertion", "client_assertion_type", b"client_assertion_type", "client_id", b"client_id", "client_secret", b"client_secret", "token", b"token", "token_type_hint", b"token_type_hint"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -234,6 +245,8 @@ class RevokeTokenRequest(_message.Message):
     TOKEN_TYPE_HINT_FIELD_NUMBER: _builtins.int
     CLIENT_ID_FIELD_NUMBER: _builtins.int
     CLIENT_SECRET_FIELD_NUMBER: _builtins.int
+    CLIENT_ASSERTION_TYPE_FIELD_NUMBER: _builtins.int
+    CLIENT_ASSERTION_FIELD_NUMBER: _builtins.int
     token: _builtins.str
     """Required. The token to revoke."""
     token_type_hint: _builtins.str
@@ -244,6 +257,13 @@ class RevokeTokenRequest(_message.Message):
     """
     client_secret: _builtins.str
     """The calling application's client secret, with client_id."""
+    client_assertion_type: _builtins.str
+    """Instead of client_secret, for a private_key_jwt application: as in
+    IssueTokenRequest (`aud` the issuer or the token endpoint URL; a `jti`
+    never used before).
+    """
+    client_assertion: _builtins.str
+    """The client assertion, with client_assertion_type (see IssueTokenRequest)."""
     def __init__(
         self,
         *,
@@ -251,10 +271,12 @@ class RevokeTokenRequest(_message.Message):
         token_type_hint: _builtins.str = ...,
         client_id: _builtins.str = ...,
         client_secret: _builtins.str = ...,
+        client_assertion_type: _builtins.str = ...,
+        client_assertion: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_id", b"client_id", "client_secret", b"client_secret", "token", b"token", "token_type_hint", b"token_type_hint"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_assertion", b"client_assertion", "client_assertion_type", b"client_assertion_type", "client_id", b"client_id", "client_secret", b"client_secret", "token", b"token", "token_type_hint", b"token_type_hint"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

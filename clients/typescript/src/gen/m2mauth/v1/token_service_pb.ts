@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file m2mauth/v1/token_service.proto.
  */
 export const file_m2mauth_v1_token_service: GenFile = /*@__PURE__*/
-  fileDesc("Ch5tMm1hdXRoL3YxL3Rva2VuX3NlcnZpY2UucHJvdG8SCm0ybWF1dGgudjEiqwEKEUlzc3VlVG9rZW5SZXF1ZXN0EhIKCmdyYW50X3R5cGUYASABKAkSEQoJY2xpZW50X2lkGAIgASgJEhUKDWNsaWVudF9zZWNyZXQYAyABKAkSDQoFc2NvcGUYBCABKAkSEAoIYXVkaWVuY2UYBSABKAkSHQoVY2xpZW50X2Fzc2VydGlvbl90eXBlGAYgASgJEhgKEGNsaWVudF9hc3NlcnRpb24YByABKAkiYQoSSXNzdWVUb2tlblJlc3BvbnNlEhQKDGFjY2Vzc190b2tlbhgBIAEoCRISCgp0b2tlbl90eXBlGAIgASgJEhIKCmV4cGlyZXNfaW4YAyABKAMSDQoFc2NvcGUYBCABKAkiZQoRSW50cm9zcGVjdFJlcXVlc3QSDQoFdG9rZW4YASABKAkSFwoPdG9rZW5fdHlwZV9oaW50GAIgASgJEhEKCWNsaWVudF9pZBgDIAEoCRIVCg1jbGllbnRfc2VjcmV0GAQgASgJIrgBChJJbnRyb3NwZWN0UmVzcG9uc2USDgoGYWN0aXZlGAEgASgIEg0KBXNjb3BlGAIgASgJEhEKCWNsaWVudF9pZBgDIAEoCRISCgp0b2tlbl90eXBlGAQgASgJEgsKA2V4cBgFIAEoAxILCgNpYXQYBiABKAMSCwoDc3ViGAcgASgJEgsKA2F1ZBgIIAMoCRILCgNpc3MYCSABKAkSCwoDanRpGAogASgJEg4KBm9yZ19pZBgLIAEoCSJmChJSZXZva2VUb2tlblJlcXVlc3QSDQoFdG9rZW4YASABKAkSFwoPdG9rZW5fdHlwZV9oaW50GAIgASgJEhEKCWNsaWVudF9pZBgDIAEoCRIVCg1jbGllbnRfc2VjcmV0GAQgASgJIhUKE1Jldm9rZVRva2VuUmVzcG9uc2UiEAoOR2V0Sndrc1JlcXVlc3QiSQoPR2V0Sndrc1Jlc3BvbnNlEh0KBGtleXMYASADKAsyDy5tMm1hdXRoLnYxLkp3axIXCg9tYXhfYWdlX3NlY29uZHMYAiABKAUyvAIKDFRva2VuU2VydmljZRJLCgpJc3N1ZVRva2VuEh0ubTJtYXV0aC52MS5Jc3N1ZVRva2VuUmVxdWVzdBoeLm0ybWF1dGgudjEuSXNzdWVUb2tlblJlc3BvbnNlEksKCkludHJvc3BlY3QSHS5tMm1hdXRoLnYxLkludHJvc3BlY3RSZXF1ZXN0Gh4ubTJtYXV0aC52MS5JbnRyb3NwZWN0UmVzcG9uc2USTgoLUmV2b2tlVG9rZW4SHi5tMm1hdXRoLnYxLlJldm9rZVRva2VuUmVxdWVzdBofLm0ybWF1dGgudjEuUmV2b2tlVG9rZW5SZXNwb25zZRJCCgdHZXRKd2tzEhoubTJtYXV0aC52MS5HZXRKd2tzUmVxdWVzdBobLm0ybWF1dGgudjEuR2V0Sndrc1Jlc3BvbnNlQpUBChRpby5naXRodWIubTJtYXV0aC52MUIRVG9rZW5TZXJ2aWNlUHJvdG9QAVo6Z2l0aHViLmNvbS9tMm1hdXRoL20ybWF1dGgvY2xpZW50cy9nby9tMm1hdXRoL3YxO20ybWF1dGh2MaICA01NQaoCCk0ybUF1dGguVjHKAgpNMm1BdXRoXFYx6gILTTJtQXV0aDo6VjFiBnByb3RvMw", [file_m2mauth_v1_resources]);
+  fileDesc("Ch5tMm1hdXRoL3YxL3Rva2VuX3NlcnZpY2UucHJvdG8SCm0ybWF1dGgudjEiqwEKEUlzc3VlVG9rZW5SZXF1ZXN0EhIKCmdyYW50X3R5cGUYASABKAkSEQoJY2xpZW50X2lkGAIgASgJEhUKDWNsaWVudF9zZWNyZXQYAyABKAkSDQoFc2NvcGUYBCABKAkSEAoIYXVkaWVuY2UYBSABKAkSHQoVY2xpZW50X2Fzc2VydGlvbl90eXBlGAYgASgJEhgKEGNsaWVudF9hc3NlcnRpb24YByABKAkiYQoSSXNzdWVUb2tlblJlc3BvbnNlEhQKDGFjY2Vzc190b2tlbhgBIAEoCRISCgp0b2tlbl90eXBlGAIgASgJEhIKCmV4cGlyZXNfaW4YAyABKAMSDQoFc2NvcGUYBCABKAkingEKEUludHJvc3BlY3RSZXF1ZXN0Eg0KBXRva2VuGAEgASgJEhcKD3Rva2VuX3R5cGVfaGludBgCIAEoCRIRCgljbGllbnRfaWQYAyABKAkSFQoNY2xpZW50X3NlY3JldBgEIAEoCRIdChVjbGllbnRfYXNzZXJ0aW9uX3R5cGUYBSABKAkSGAoQY2xpZW50X2Fzc2VydGlvbhgGIAEoCSK4AQoSSW50cm9zcGVjdFJlc3BvbnNlEg4KBmFjdGl2ZRgBIAEoCBINCgVzY29wZRgCIAEoCRIRCgljbGllbnRfaWQYAyABKAkSEgoKdG9rZW5fdHlwZRgEIAEoCRILCgNleHAYBSABKAMSCwoDaWF0GAYgASgDEgsKA3N1YhgHIAEoCRILCgNhdWQYCCADKAkSCwoDaXNzGAkgASgJEgsKA2p0aRgKIAEoCRIOCgZvcmdfaWQYCyABKAkinwEKElJldm9rZVRva2VuUmVxdWVzdBINCgV0b2tlbhgBIAEoCRIXCg90b2tlbl90eXBlX2hpbnQYAiABKAkSEQoJY2xpZW50X2lkGAMgASgJEhUKDWNsaWVudF9zZWNyZXQYBCABKAkSHQoVY2xpZW50X2Fzc2VydGlvbl90eXBlGAUgASgJEhgKEGNsaWVudF9hc3NlcnRpb24YBiABKAkiFQoTUmV2b2tlVG9rZW5SZXNwb25zZSIQCg5HZXRKd2tzUmVxdWVzdCJJCg9HZXRKd2tzUmVzcG9uc2USHQoEa2V5cxgBIAMoCzIPLm0ybWF1dGgudjEuSndrEhcKD21heF9hZ2Vfc2Vjb25kcxgCIAEoBTK8AgoMVG9rZW5TZXJ2aWNlEksKCklzc3VlVG9rZW4SHS5tMm1hdXRoLnYxLklzc3VlVG9rZW5SZXF1ZXN0Gh4ubTJtYXV0aC52MS5Jc3N1ZVRva2VuUmVzcG9uc2USSwoKSW50cm9zcGVjdBIdLm0ybWF1dGgudjEuSW50cm9zcGVjdFJlcXVlc3QaHi5tMm1hdXRoLnYxLkludHJvc3BlY3RSZXNwb25zZRJOCgtSZXZva2VUb2tlbhIeLm0ybWF1dGgudjEuUmV2b2tlVG9rZW5SZXF1ZXN0Gh8ubTJtYXV0aC52MS5SZXZva2VUb2tlblJlc3BvbnNlEkIKB0dldEp3a3MSGi5tMm1hdXRoLnYxLkdldEp3a3NSZXF1ZXN0GhsubTJtYXV0aC52MS5HZXRKd2tzUmVzcG9uc2VClQEKFGlvLmdpdGh1Yi5tMm1hdXRoLnYxQhFUb2tlblNlcnZpY2VQcm90b1ABWjpnaXRodWIuY29tL20ybWF1dGgvbTJtYXV0aC9jbGllbnRzL2dvL20ybWF1dGgvdjE7bTJtYXV0aHYxogIDTU1BqgIKTTJtQXV0aC5WMcoCCk0ybUF1dGhcVjHqAgtNMm1BdXRoOjpWMWIGcHJvdG8z", [file_m2mauth_v1_resources]);
 
 /**
  * Request for IssueToken. Field names follow RFC 6749 section 4.4.2. The
@@ -168,6 +168,22 @@ export type IntrospectRequest = Message<"m2mauth.v1.IntrospectRequest"> & {
    * @generated from field: string client_secret = 4;
    */
   clientSecret: string;
+
+  /**
+   * Instead of client_secret, for a private_key_jwt application: as in
+   * IssueTokenRequest (`aud` the issuer or the token endpoint URL; a `jti`
+   * never used before).
+   *
+   * @generated from field: string client_assertion_type = 5;
+   */
+  clientAssertionType: string;
+
+  /**
+   * The client assertion, with client_assertion_type (see IssueTokenRequest).
+   *
+   * @generated from field: string client_assertion = 6;
+   */
+  clientAssertion: string;
 };
 
 /**
@@ -303,6 +319,22 @@ export type RevokeTokenRequest = Message<"m2mauth.v1.RevokeTokenRequest"> & {
    * @generated from field: string client_secret = 4;
    */
   clientSecret: string;
+
+  /**
+   * Instead of client_secret, for a private_key_jwt application: as in
+   * IssueTokenRequest (`aud` the issuer or the token endpoint URL; a `jti`
+   * never used before).
+   *
+   * @generated from field: string client_assertion_type = 5;
+   */
+  clientAssertionType: string;
+
+  /**
+   * The client assertion, with client_assertion_type (see IssueTokenRequest).
+   *
+   * @generated from field: string client_assertion = 6;
+   */
+  clientAssertion: string;
 };
 
 /**
