@@ -230,6 +230,10 @@ def test_metadata_lists_exactly_what_is_supported(shim: Shim, http: httpx.Client
             "private_key_jwt",
             "bearer",
         ]
+        assert (
+            doc[f"{endpoint}_endpoint_auth_signing_alg_values_supported"]
+            == doc["token_endpoint_auth_signing_alg_values_supported"]
+        )
     assert doc["access_token_signing_alg_values_supported"] == ["ES256"]
     # Every advertised endpoint answers here.
     for key in ("token_endpoint", "introspection_endpoint", "revocation_endpoint"):

@@ -169,6 +169,7 @@ class OAuthEndpoints:
         reply = await self.backend.get_jwks()
         issuer = self.issuer
         methods = SUPPORTED.client_auth_methods
+        algorithms = list(SUPPORTED.assertion_signing_algorithms)
         # RFC 8414 section 2: exactly what this server supports, nothing more
         # (the core's registry says what that is).
         document = {
@@ -180,12 +181,13 @@ class OAuthEndpoints:
             "grant_types_supported": list(SUPPORTED.grant_types),
             "response_types_supported": [],
             "token_endpoint_auth_methods_supported": list(methods),
-            # RFC 8414 section 2: the JWS algorithms of private_key_jwt assertions.
-            "token_endpoint_auth_signing_alg_values_supported": list(
-                SUPPORTED.assertion_signing_algorithms
-            ),
+            # RFC 8414 section 2: the JWS algorithms of private_key_jwt assertions,
+            # which "MUST be present" wherever private_key_jwt is listed.
+            "token_endpoint_auth_signing_alg_values_supported": algorithms,
             "introspection_endpoint_auth_methods_supported": [*methods, "bearer"],
+            "introspection_endpoint_auth_signing_alg_values_supported": algorithms,
             "revocation_endpoint_auth_methods_supported": [*methods, "bearer"],
+            "revocation_endpoint_auth_signing_alg_values_supported": algorithms,
             "access_token_signing_alg_values_supported": sorted({k.alg for k in reply.keys}),
         }
         return JSONResponse(document, headers={"Cache-Control": "public, max-age=300"})
