@@ -30,6 +30,7 @@ effect at once (the replay record is a store write per assertion anyway).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
@@ -294,5 +295,6 @@ def _jti(claims: dict[str, Any]) -> str:
 
 
 def _is_time(value: Any) -> bool:
-    # RFC 7519 section 2 NumericDate; bool is an int in Python but not a time.
-    return isinstance(value, int | float) and not isinstance(value, bool)
+    # RFC 7519 section 2 NumericDate; bool is an int in Python but not a time,
+    # and Python's JSON reads NaN and Infinity, which are not either.
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
