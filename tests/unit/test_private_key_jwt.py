@@ -579,6 +579,7 @@ def test_without_a_remote_or_a_fetchable_set_a_uri_client_is_refused(world: Toke
         ("ftp://partner.example.test/jwks.json", "https"),
         ("https://user:pw@partner.example.test/jwks.json", "user info"),
         ("https://partner.example.test/jwks.json#frag", "fragment"),
+        ("https://partner.example.test/jwks\x00.json", "control characters"),
         ("https:///jwks.json", "host"),
         ("https://partner.example.test/" + "a" * 2048, "2048"),
     ],

@@ -88,8 +88,10 @@ def checked_jwks_uri(field: str, uri: str, *, allow_http_loopback: bool) -> str:
         )
     if not host or parts.username is not None or parts.password is not None:
         raise InvalidField(field, "must name a host and carry no user info")
-    if parts.fragment or any(c.isspace() for c in uri):
-        raise InvalidField(field, "must have no fragment and no whitespace")
+    if parts.fragment or any(c.isspace() or not c.isprintable() for c in uri):
+        # Control characters (NUL among them, which PostgreSQL cannot store)
+        # have no place in a URL either.
+        raise InvalidField(field, "must have no fragment, whitespace or control characters")
     return uri
 
 
