@@ -97,17 +97,40 @@ class RemoteJwksCache:
         self._monotonic = monotonic
         self._cache: dict[str, _Entry] = {}
         self._lock = threading.Lock()
+        # One fetch per URL at a time: requests arriving meanwhile wait for its
+        # result instead of each asking the partner's host.
+        self._fetching: dict[str, threading.Lock] = {}
 
     def get(self, uri: str, *, refresh: bool = False) -> str | None:
+        hit, answer = self._cached(uri, refresh)
+        if hit:
+            return answer
+        check_may_block()
+        with self._lock:
+            fetching = self._fetching.setdefault(uri, threading.Lock())
+        with fetching:
+            # Another request may have fetched it while this one waited.
+            hit, answer = self._cached(uri, refresh)
+            if hit:
+                return answer
+            return self._fetch_and_remember(uri)
+
+    def _cached(self, uri: str, refresh: bool) -> tuple[bool, str | None]:
+        """(True, the cache's answer), or (False, None) when the URL must be fetched."""
         now = self._monotonic()
         with self._lock:
             entry = self._cache.get(uri)
-        if entry is not None:
-            usable = entry.jwks if now < entry.usable_until else None
-            recently = now - entry.fetched < self._min_refetch
-            if recently or (usable is not None and not refresh):
-                return usable
-        check_may_block()
+        if entry is None:
+            return False, None
+        usable = entry.jwks if now < entry.usable_until else None
+        recently = now - entry.fetched < self._min_refetch
+        if recently or (usable is not None and not refresh):
+            return True, usable
+        return False, None
+
+    def _fetch_and_remember(self, uri: str) -> str | None:
+        with self._lock:
+            entry = self._cache.get(uri)
         try:
             jwks: str | None = self._fetch(uri)
         except FetchRefused as refused:
@@ -125,7 +148,9 @@ class RemoteJwksCache:
             fresh = _Entry(old, now, entry.usable_until if entry is not None else now)
         with self._lock:
             if len(self._cache) >= MAX_CACHED_URIS and uri not in self._cache:
-                del self._cache[next(iter(self._cache))]  # oldest inserted
+                oldest = next(iter(self._cache))  # oldest inserted
+                del self._cache[oldest]
+                self._fetching.pop(oldest, None)
             self._cache[uri] = fresh
         return fresh.jwks if now < fresh.usable_until else None
 

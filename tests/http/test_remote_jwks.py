@@ -245,3 +245,24 @@ def test_a_partner_publishing_its_keys_gets_tokens_from_a_dev_shim(sqlite_url: s
             assert len(host.hits) == 1
     finally:
         store.close()
+
+
+def test_concurrent_requests_for_one_url_make_one_fetch() -> None:
+    key = new_key()
+    with jwks_host() as host:
+        host.routes["/slow.json"] = Route(body=jwks_of(key).encode(), delay=0.3)
+        cache = dev_cache()
+        start = threading.Barrier(8)
+        results: list[str | None] = []
+
+        def get() -> None:
+            start.wait()
+            results.append(cache.get(host.url("/slow.json")))
+
+        threads = [threading.Thread(target=get) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=10)
+        assert [kid_of(r) for r in results] == [[key.kid]] * 8
+        assert host.hits == ["/slow.json"]
