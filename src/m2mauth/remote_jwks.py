@@ -28,6 +28,7 @@ a thread before any I/O. The HTTP is the verify kit's bounded stdlib client.
 
 from __future__ import annotations
 
+import json
 import logging
 import ssl
 import threading
@@ -102,6 +103,37 @@ class RemoteJwksCache:
         self._fetching: dict[str, threading.Lock] = {}
 
     def get(self, uri: str, *, refresh: bool = False) -> str | None:
+        return self._get(uri, refresh, _jwk_set)
+
+    def issuer_jwks(self, issuer: str, *, refresh: bool = False) -> str | None:
+        """The JWK Set of an OpenID Connect issuer: its discovery document
+        (OpenID Connect Discovery 1.0 section 4) names the jwks_uri, and must
+        name this issuer (section 4.3); both are cached and bounded alike."""
+        discovery = issuer.rstrip("/") + "/.well-known/openid-configuration"
+        jwks_uri = self._get(discovery, False, self._discovered_jwks_uri(issuer))
+        return None if jwks_uri is None else self.get(jwks_uri, refresh=refresh)
+
+    def _discovered_jwks_uri(self, issuer: str) -> Callable[[str], str]:
+        def parse(body: str) -> str:
+            try:
+                document = json.loads(body)
+            except ValueError:
+                raise FetchRefused("the discovery document is not JSON") from None
+            if not isinstance(document, dict) or document.get("issuer") != issuer:
+                raise FetchRefused("the discovery document names another issuer")
+            jwks_uri = document.get("jwks_uri")
+            if not isinstance(jwks_uri, str):
+                raise FetchRefused("the discovery document has no jwks_uri")
+            try:
+                return checked_jwks_uri(
+                    "jwks_uri", jwks_uri, allow_http_loopback=self._allow_http_loopback
+                )
+            except InvalidField as exc:
+                raise FetchRefused(f"its jwks_uri {exc.description}") from None
+
+        return parse
+
+    def _get(self, uri: str, refresh: bool, parse: Callable[[str], str]) -> str | None:
         hit, answer = self._cached(uri, refresh)
         if hit:
             return answer
@@ -113,7 +145,7 @@ class RemoteJwksCache:
             hit, answer = self._cached(uri, refresh)
             if hit:
                 return answer
-            return self._fetch_and_remember(uri)
+            return self._fetch_and_remember(uri, parse)
 
     def _cached(self, uri: str, refresh: bool) -> tuple[bool, str | None]:
         """(True, the cache's answer), or (False, None) when the URL must be fetched."""
@@ -128,15 +160,13 @@ class RemoteJwksCache:
             return True, usable
         return False, None
 
-    def _fetch_and_remember(self, uri: str) -> str | None:
+    def _fetch_and_remember(self, uri: str, parse: Callable[[str], str]) -> str | None:
         with self._lock:
             entry = self._cache.get(uri)
         try:
-            jwks: str | None = self._fetch(uri)
+            jwks: str | None = self._fetch(uri, parse)
         except FetchRefused as refused:
-            log.warning(
-                "jwks_uri fetch failed", extra={"jwks_uri": _shown(uri), "reason": str(refused)}
-            )
+            log.warning("fetch failed", extra={"url": _shown(uri), "reason": str(refused)})
             jwks = None
         now = self._monotonic()
         if jwks is not None:
@@ -154,7 +184,7 @@ class RemoteJwksCache:
             self._cache[uri] = fresh
         return fresh.jwks if now < fresh.usable_until else None
 
-    def _fetch(self, uri: str) -> str:
+    def _fetch(self, uri: str, parse: Callable[[str], str]) -> str:
         deadline = self._monotonic() + self._timeout
         origin = _origin(uri)
         current = uri
@@ -185,7 +215,15 @@ class RemoteJwksCache:
             if response.status != 200:
                 raise FetchRefused(f"answered HTTP {response.status}")
             try:
-                return normalized_jwks("jwks_uri", response.body.decode("utf-8"))
-            except (InvalidField, UnicodeDecodeError) as exc:
-                raise FetchRefused(f"not a usable JWK Set: {exc}") from None
+                text = response.body.decode("utf-8")
+            except UnicodeDecodeError:
+                raise FetchRefused("the answer is not UTF-8") from None
+            return parse(text)
         raise FetchRefused("too many redirects")
+
+
+def _jwk_set(body: str) -> str:
+    try:
+        return normalized_jwks("jwks_uri", body)
+    except InvalidField as exc:
+        raise FetchRefused(f"not a usable JWK Set: {exc}") from None

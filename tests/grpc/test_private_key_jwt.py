@@ -160,3 +160,30 @@ def test_a_keyed_application_introspects_and_revokes_with_assertions(
     stubs.tokens.Introspect(token_pb.IntrospectRequest(token=token, **once))
     err = fails(stubs.tokens.Introspect, token_pb.IntrospectRequest(token=token, **once))
     assert (err.code, err.reason) == (grpc.StatusCode.UNAUTHENTICATED, "INVALID_CLIENT")
+
+
+def test_federated_credentials_over_the_api(stubs: Stubs, admin_key: str) -> None:
+    org = create_org(stubs, admin_key)
+    trusted = res.FederatedCredential(
+        issuer="https://token.actions.githubusercontent.com",
+        subject="repo:acme/billing:*",
+        audience="m2mauth",
+    )
+    app = create_app(
+        stubs,
+        admin_key,
+        org.id,
+        token_endpoint_auth_method=res.TOKEN_ENDPOINT_AUTH_METHOD_FEDERATED,
+        federated_credentials=[trusted],
+    )
+    assert app.token_endpoint_auth_method == res.TOKEN_ENDPOINT_AUTH_METHOD_FEDERATED
+    assert list(app.federated_credentials) == [trusted]
+    app.federated_credentials.append(
+        res.FederatedCredential(issuer="https://oidc.example.test", subject="*", audience="x")
+    )
+    err = fails(update, stubs, admin_key, app, "federated_credentials")
+    assert (err.code, err.reason, err.fields) == (
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "INVALID_FIELD",
+        ["application.federated_credentials[1].subject"],
+    )

@@ -21,6 +21,7 @@ from m2mauth.core.interfaces import Store, UnitOfWork
 from m2mauth.core.models import (
     AdminKey,
     AuditFilter,
+    FederatedCredential,
     RevokedToken,
     SecretUsage,
     SigningKeyState,
@@ -236,6 +237,20 @@ def test_an_applications_auth_method_and_jwks_round_trip(store: Store) -> None:
     assert got_default is not None
     assert got_default.token_endpoint_auth_method is TokenEndpointAuthMethod.CLIENT_SECRET
     assert got_default.jwks == ""
+    federated = make_app(
+        org,
+        token_endpoint_auth_method=TokenEndpointAuthMethod.FEDERATED,
+        federated_credentials=(
+            FederatedCredential("https://oidc.example.test", "system:serviceaccount:a:b", "m2m"),
+            FederatedCredential("https://gha.example.test", 'repo:"quoted"/ü:*', "m2m"),
+        ),
+    )
+    add(store, federated)
+    with store.reading() as uow:
+        assert uow.get_application(federated.id) == federated
+        unfederated = uow.get_application(default.id)
+    assert unfederated is not None
+    assert unfederated.federated_credentials == ()
     switched = dataclasses.replace(
         keyed, token_endpoint_auth_method=TokenEndpointAuthMethod.CLIENT_SECRET, jwks=""
     )

@@ -13,11 +13,14 @@ from m2mauth.core.client_keys import checked_jwks_uri, normalized_jwks
 from m2mauth.core.clock import Clock
 from m2mauth.core.credentials import CLIENT_SECRET_PREFIX, CredentialHasher
 from m2mauth.core.errors import InvalidField, NotFound, SecretLimitReached
+from m2mauth.core.federation import FIELD as FEDERATION_FIELD
+from m2mauth.core.federation import checked_credentials
 from m2mauth.core.interfaces import Store, UnitOfWork
 from m2mauth.core.models import (
     Application,
     ClientSecret,
     DailyUsage,
+    FederatedCredential,
     Principal,
     TokenEndpointAuthMethod,
 )
@@ -36,8 +39,9 @@ UPDATABLE = (
     "token_endpoint_auth_method",
     "jwks",
     "jwks_uri",
+    "federated_credentials",
 )
-AUTH_FIELDS = ("token_endpoint_auth_method", "jwks", "jwks_uri")
+AUTH_FIELDS = ("token_endpoint_auth_method", "jwks", "jwks_uri", "federated_credentials")
 RESOURCE = "application"
 APP_READ = Permission.APPLICATIONS_READ
 APP_WRITE = Permission.APPLICATIONS_WRITE
@@ -64,6 +68,8 @@ class ApplicationFields:
     # with private_key_jwt, neither otherwise.
     jwks: str = ""
     jwks_uri: str = ""
+    # The external identities it trusts: with federated only (core/federation.py).
+    federated_credentials: Sequence[FederatedCredential] = ()
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -73,19 +79,25 @@ class AuthSettings:
     token_endpoint_auth_method: TokenEndpointAuthMethod
     jwks: str
     jwks_uri: str
+    federated_credentials: tuple[FederatedCredential, ...] = ()
 
 
 def auth_settings(
     token_endpoint_auth_method: TokenEndpointAuthMethod | None,
     jwks: str,
     jwks_uri: str,
+    federated_credentials: Sequence[FederatedCredential] = (),
     *,
     allow_http_loopback: bool = False,
 ) -> AuthSettings:
     """One way to authenticate, never silently two: a JWK Set (inline or by URI,
-    not both) goes with private_key_jwt and only with it; it is checked and
-    normalised here."""
+    not both) goes with private_key_jwt and only with it, federated credentials
+    with federated and only with it; they are checked and normalised here."""
     method = token_endpoint_auth_method or TokenEndpointAuthMethod.CLIENT_SECRET
+    if method is not TokenEndpointAuthMethod.FEDERATED and federated_credentials:
+        raise InvalidField(
+            FEDERATION_FIELD, "must be empty unless token_endpoint_auth_method is federated"
+        )
     if method is not TokenEndpointAuthMethod.PRIVATE_KEY_JWT:
         for name, value in (("jwks", jwks), ("jwks_uri", jwks_uri)):
             if value:
@@ -93,7 +105,12 @@ def auth_settings(
                     f"application.{name}",
                     "must be empty unless token_endpoint_auth_method is private_key_jwt",
                 )
-        return AuthSettings(method, "", "")
+        trusted = (
+            checked_credentials(federated_credentials, allow_http_loopback=allow_http_loopback)
+            if method is TokenEndpointAuthMethod.FEDERATED
+            else ()
+        )
+        return AuthSettings(method, "", "", trusted)
     if jwks and jwks_uri:
         raise InvalidField("application.jwks_uri", "give jwks or jwks_uri, not both")
     if jwks_uri:
@@ -155,6 +172,7 @@ class Applications:
             f.token_endpoint_auth_method,
             f.jwks,
             f.jwks_uri,
+            f.federated_credentials,
             allow_http_loopback=self._http_loopback,
         )
         app = Application(
@@ -175,6 +193,7 @@ class Applications:
             token_endpoint_auth_method=auth.token_endpoint_auth_method,
             jwks=auth.jwks,
             jwks_uri=auth.jwks_uri,
+            federated_credentials=auth.federated_credentials,
         )
         with self._store.unit_of_work() as uow:
             try:
@@ -252,7 +271,8 @@ class Applications:
                     name: getattr(f if name in paths else current, name) for name in AUTH_FIELDS
                 }
                 auth = auth_settings(**chosen, allow_http_loopback=self._http_loopback)
-                changes.update(dataclasses.asdict(auth))
+                # Not dataclasses.asdict: it would turn the credentials into dicts.
+                changes.update({f.name: getattr(auth, f.name) for f in dataclasses.fields(auth)})
             now = self._clock()
             updated = dataclasses.replace(current, updated_at=now, **changes)  # type: ignore[arg-type]
             uow.update_application(updated)

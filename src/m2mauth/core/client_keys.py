@@ -57,6 +57,11 @@ class RemoteJwks(Protocol):
         section 4.5: the partner may have rotated), so fetch again if allowed."""
         ...
 
+    def issuer_jwks(self, issuer: str, *, refresh: bool = False) -> str | None:
+        """The normalised JWK Set of an OpenID Connect issuer (workload identity
+        federation): from the jwks_uri its discovery document names."""
+        ...
+
 
 def is_loopback_host(host: str) -> bool:
     if host == "localhost":

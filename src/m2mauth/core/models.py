@@ -27,6 +27,20 @@ class TokenEndpointAuthMethod(enum.Enum):
     CLIENT_SECRET = "client_secret"  # noqa: S105 - a method name, not a secret
     # A JWT signed with a key of the application's JWK Set (RFC 7523 section 2.2).
     PRIVATE_KEY_JWT = "private_key_jwt"
+    # A token its workload's own platform issued (Kubernetes, GitHub Actions...),
+    # matching one of its federated credentials (workload identity federation).
+    FEDERATED = "federated"
+
+
+@dataclass(frozen=True, slots=True)
+class FederatedCredential:
+    """An external identity an application trusts: tokens from ``issuer`` (an
+    OpenID Connect issuer) for ``audience`` whose ``sub`` is ``subject``, or
+    starts with it when it ends with "*"."""
+
+    issuer: str
+    subject: str
+    audience: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +65,8 @@ class Application:
     jwks: str = ""
     # Or where to fetch that JWK Set (https); "" when jwks is inline or unused.
     jwks_uri: str = ""
+    # The external identities it trusts; empty unless FEDERATED.
+    federated_credentials: tuple[FederatedCredential, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -62,7 +62,7 @@ MAX_ASSERTION_LENGTH = 8 * 1024
 MAX_JTI_LENGTH = 256
 
 
-def _unverified(assertion: str) -> tuple[dict[str, Any], dict[str, Any]] | None:
+def unverified_parts(assertion: str) -> tuple[dict[str, Any], dict[str, Any]] | None:
     """Header and claims, signature NOT checked: only to find who claims to be
     calling and which key to check with."""
     if len(assertion) > MAX_ASSERTION_LENGTH:
@@ -115,14 +115,16 @@ class PrivateKeyJwtAuth:
         )
 
     def presented(self, credentials: ClientCredentials) -> bool:
-        return bool(credentials.client_assertion or credentials.client_assertion_type)
+        # A workload's platform token is the federated method's (iss is not sub).
+        sent = bool(credentials.client_assertion or credentials.client_assertion_type)
+        return sent and not federated_shape(credentials)
 
     def claimed_client_id(self, credentials: ClientCredentials) -> str:
         """The client_id sent, else the assertion's unverified ``sub``: what the
         failure throttle counts against (RFC 7523 section 3 item 2)."""
         if credentials.client_id:
             return credentials.client_id
-        parts = _unverified(credentials.client_assertion)
+        parts = unverified_parts(credentials.client_assertion)
         sub = parts[1].get("sub") if parts is not None else None
         return sub[:MAX_CLIENT_ID_LENGTH] if isinstance(sub, str) else ""
 
@@ -164,7 +166,7 @@ class PrivateKeyJwtAuth:
         key = self._key(app, parsed)
         if key is None:
             return "unknown_key"
-        return self._verify(assertion, key, parsed) or _state(app, org)
+        return self._verify(assertion, key, parsed) or state_problem(app, org)
 
     def _key(self, app: Application, parsed: _Parsed) -> Any | None:
         """The key to check the assertion with: from the inline JWK Set, or from
@@ -201,21 +203,9 @@ class PrivateKeyJwtAuth:
             return f"missing_{exc.claim}"
         except jwt.InvalidTokenError as exc:
             return next(reason for kind, reason in _DECODE_FAILURES if isinstance(exc, kind))
-        return self._times(claims) or _jti(claims)
-
-    def _times(self, claims: dict[str, Any]) -> str:
-        """RFC 7523 section 3 items 4 to 6, against our clock with the leeway."""
-        now = self._clock().timestamp()
-        exp, nbf, iat = claims["exp"], claims.get("nbf"), claims.get("iat")
-        if not _is_time(exp) or any(t is not None and not _is_time(t) for t in (nbf, iat)):
-            return "invalid_assertion"
-        if exp < now - self._leeway:
-            return "expired_assertion"
-        if exp > now + self._max_lifetime + self._leeway:
-            return "assertion_lifetime_too_long"
-        if any(t is not None and t > now + self._leeway for t in (nbf, iat)):
-            return "assertion_not_yet_valid"
-        return ""
+        return time_problem(
+            claims, self._clock().timestamp(), self._max_lifetime, self._leeway
+        ) or _jti(claims)
 
     def _load(self, client_id: str) -> tuple[Application | None, Organization | None]:
         # A client_id that cannot be ours is unknown without asking the store.
@@ -258,7 +248,7 @@ _DECODE_FAILURES: tuple[tuple[type[Exception], str], ...] = (
 
 def _parse(credentials: ClientCredentials) -> _Parsed | str:
     """Who the assertion says it is and which key it names, or why it cannot be one."""
-    parts = _unverified(credentials.client_assertion)
+    parts = unverified_parts(credentials.client_assertion)
     if parts is None:
         return "malformed_assertion"
     header, claims = parts
@@ -277,7 +267,7 @@ def _parse(credentials: ClientCredentials) -> _Parsed | str:
     return _Parsed(alg, kid, sub, claims)
 
 
-def _state(app: Application, org: Organization | None) -> str:
+def state_problem(app: Application, org: Organization | None) -> str:
     if not app.enabled:
         return "application_disabled"
     if org is None:
@@ -292,6 +282,33 @@ def _jti(claims: dict[str, Any]) -> str:
     if not isinstance(jti, str) or not 1 <= len(jti) <= MAX_JTI_LENGTH:
         return "invalid_jti"
     return ""
+
+
+def time_problem(claims: dict[str, Any], now: float, max_lifetime: int, leeway: int) -> str:
+    """RFC 7523 section 3 items 4 to 6 (exp required, nbf and iat optional), with
+    the leeway; "" if they hold, else the reason for the audit log."""
+    exp, nbf, iat = claims["exp"], claims.get("nbf"), claims.get("iat")
+    if not _is_time(exp) or any(t is not None and not _is_time(t) for t in (nbf, iat)):
+        return "invalid_assertion"
+    if exp < now - leeway:
+        return "expired_assertion"
+    if exp > now + max_lifetime + leeway:
+        return "assertion_lifetime_too_long"
+    if any(t is not None and t > now + leeway for t in (nbf, iat)):
+        return "assertion_not_yet_valid"
+    return ""
+
+
+def federated_shape(credentials: ClientCredentials) -> bool:
+    """Whether the assertion looks like a workload's platform token rather than a
+    client's own assertion: its iss is not its sub (RFC 7523 section 3 makes
+    both the client_id for the latter). Unverified: it only routes the request
+    to the method that checks it (core/federated_auth.py)."""
+    parts = unverified_parts(credentials.client_assertion)
+    if parts is None:
+        return False
+    iss, sub = parts[1].get("iss"), parts[1].get("sub")
+    return isinstance(iss, str) and isinstance(sub, str) and bool(sub) and iss != sub
 
 
 def _is_time(value: Any) -> bool:

@@ -17,6 +17,7 @@ from m2mauth.core.client_auth import ClientAuthMethod
 from m2mauth.core.client_credentials import ClientCredentialsGrant
 from m2mauth.core.client_keys import ASSERTION_ALGORITHMS
 from m2mauth.core.client_secret_auth import ClientSecretAuth
+from m2mauth.core.federated_auth import FederatedCredentialAuth
 from m2mauth.core.issuance import Grant
 from m2mauth.core.policy import TokenParts
 from m2mauth.core.private_key_jwt import PrivateKeyJwtAuth
@@ -40,7 +41,11 @@ class GrantType(Protocol):
     def from_parts(self, parts: TokenParts) -> Grant: ...
 
 
-CLIENT_AUTH_METHODS: tuple[ClientAuthMethodType, ...] = (ClientSecretAuth, PrivateKeyJwtAuth)
+CLIENT_AUTH_METHODS: tuple[ClientAuthMethodType, ...] = (
+    ClientSecretAuth,
+    PrivateKeyJwtAuth,
+    FederatedCredentialAuth,
+)
 GRANTS: tuple[GrantType, ...] = (ClientCredentialsGrant,)
 
 

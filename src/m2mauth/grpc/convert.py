@@ -63,6 +63,12 @@ def application(app: models.Application) -> resources_pb2.Application:
         token_endpoint_auth_method=AUTH_METHODS[app.token_endpoint_auth_method],
         jwks=app.jwks,
         jwks_uri=app.jwks_uri,
+        federated_credentials=[
+            resources_pb2.FederatedCredential(
+                issuer=c.issuer, subject=c.subject, audience=c.audience
+            )
+            for c in app.federated_credentials
+        ],
     )
 
 
@@ -75,6 +81,7 @@ AUTH_METHODS: dict[
     models.TokenEndpointAuthMethod.PRIVATE_KEY_JWT: (
         resources_pb2.TOKEN_ENDPOINT_AUTH_METHOD_PRIVATE_KEY_JWT
     ),
+    models.TokenEndpointAuthMethod.FEDERATED: resources_pb2.TOKEN_ENDPOINT_AUTH_METHOD_FEDERATED,
 }
 
 
