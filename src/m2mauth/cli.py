@@ -715,6 +715,9 @@ def _set_auth(
         paths.append("token_endpoint_auth_method")
     if jwks_file is not None or jwks_uri is not None or auth_method == "client_secret":
         paths += ["jwks", "jwks_uri"]
+    if auth_method is not None:
+        # Neither client_secret nor private_key_jwt keeps federated credentials.
+        paths.append("federated_credentials")
 
 
 @apps.command("create")
@@ -918,6 +921,160 @@ def apps_delete(app_id: str, out: Output, conn: Connection) -> None:
     with open_session(conn) as s:
         reply = s.call(s.apps.DeleteApplication, app_pb.DeleteApplicationRequest(id=app_id))
     _echo_done(out, f"deleted application {app_id}", reply)
+
+
+@apps.group("federation", cls=ClientGroup)
+def apps_federation() -> None:
+    """The workload identities an application trusts (workload identity federation).
+
+    A workload sends its own platform's token (Kubernetes service-account token,
+    GitHub Actions OIDC token...) with the application's client_id, and gets the
+    application's token: no m2mauth secret at all.
+
+    \b
+    Example:
+      m2mauth apps federation add app_01J... --switch-method \\
+        --issuer https://token.actions.githubusercontent.com \\
+        --subject 'repo:acme/billing:*' --audience m2mauth
+    """
+
+
+FEDERATION_COLUMNS = (("ISSUER", "issuer"), ("SUBJECT", "subject"), ("AUDIENCE", "audience"))
+
+
+def _federation_options(func: Any) -> Any:
+    for option in reversed(
+        (
+            click.option(
+                "--issuer",
+                required=True,
+                metavar="URL",
+                help="The platform's OpenID Connect issuer URL (https).",
+            ),
+            click.option(
+                "--subject",
+                required=True,
+                help='The token\'s sub, exactly, or a prefix ending with "*".',
+            ),
+            click.option("--audience", required=True, help="A value the token's aud must contain."),
+        )
+    ):
+        func = option(func)
+    return func
+
+
+@apps_federation.command("add")
+@click.argument("app_id", metavar="APP")
+@_federation_options
+@click.option(
+    "--switch-method",
+    is_flag=True,
+    help="Make the application federated if it is not (its secrets or keys then stop "
+    "authenticating it).",
+)
+@output_options(field=True)
+@connection_options()
+def apps_federation_add(
+    app_id: str,
+    issuer: str,
+    subject: str,
+    audience: str,
+    switch_method: bool,
+    out: Output,
+    conn: Connection,
+) -> None:
+    """Trust one more workload identity.
+
+    \b
+    Examples:
+      m2mauth apps federation add app_01J... --issuer https://oidc.eks.example.com \\
+        --subject system:serviceaccount:billing:invoicer --audience m2mauth
+    """
+    from google.protobuf.field_mask_pb2 import FieldMask
+
+    from m2mauth.cli_support.channel import open_session
+    from m2mauth.cli_support.output import show_one
+    from m2mauth.v1 import application_service_pb2 as app_pb
+    from m2mauth.v1 import resources_pb2 as res
+
+    with open_session(conn) as s:
+        app = s.call(s.apps.GetApplication, app_pb.GetApplicationRequest(id=app_id)).application
+        paths = ["federated_credentials"]
+        if app.token_endpoint_auth_method != res.TOKEN_ENDPOINT_AUTH_METHOD_FEDERATED:
+            if not switch_method:
+                raise usage_failure(
+                    f"{app_id} is not federated: pass --switch-method to make it so "
+                    "(its secrets or keys then stop authenticating it)"
+                )
+            app.token_endpoint_auth_method = res.TOKEN_ENDPOINT_AUTH_METHOD_FEDERATED
+            app.jwks, app.jwks_uri = "", ""
+            paths += ["token_endpoint_auth_method", "jwks", "jwks_uri"]
+        app.federated_credentials.append(
+            res.FederatedCredential(issuer=issuer, subject=subject, audience=audience)
+        )
+        request = app_pb.UpdateApplicationRequest(
+            application=app, update_mask=FieldMask(paths=paths)
+        )
+        reply = s.call(s.apps.UpdateApplication, request)
+    show_one(out, reply.application)
+
+
+@apps_federation.command("list")
+@click.argument("app_id", metavar="APP")
+@output_options()
+@connection_options()
+def apps_federation_list(app_id: str, out: Output, conn: Connection) -> None:
+    """List the workload identities an application trusts.
+
+    \b
+    Example:
+      m2mauth apps federation list app_01J... -o json
+    """
+    from m2mauth.cli_support.channel import open_session
+    from m2mauth.cli_support.output import show_list
+    from m2mauth.v1 import application_service_pb2 as app_pb
+
+    with open_session(conn) as s:
+        app = s.call(s.apps.GetApplication, app_pb.GetApplicationRequest(id=app_id)).application
+    show_list(out, list(app.federated_credentials), FEDERATION_COLUMNS, "federated credentials")
+
+
+@apps_federation.command("remove")
+@click.argument("app_id", metavar="APP")
+@_federation_options
+@output_options(field=True)
+@connection_options()
+def apps_federation_remove(
+    app_id: str, issuer: str, subject: str, audience: str, out: Output, conn: Connection
+) -> None:
+    """Stop trusting one workload identity (the last one cannot be removed: switch
+    the application to another method with `apps update --auth-method` instead).
+
+    \b
+    Example:
+      m2mauth apps federation remove app_01J... --issuer https://oidc.eks.example.com \\
+        --subject system:serviceaccount:billing:invoicer --audience m2mauth
+    """
+    from google.protobuf.field_mask_pb2 import FieldMask
+
+    from m2mauth.cli_support.channel import open_session
+    from m2mauth.cli_support.output import show_one
+    from m2mauth.v1 import application_service_pb2 as app_pb
+    from m2mauth.v1 import resources_pb2 as res
+
+    unwanted = res.FederatedCredential(issuer=issuer, subject=subject, audience=audience)
+    with open_session(conn) as s:
+        app = s.call(s.apps.GetApplication, app_pb.GetApplicationRequest(id=app_id)).application
+        kept = [c for c in app.federated_credentials if c != unwanted]
+        if len(kept) == len(app.federated_credentials):
+            raise usage_failure(f"{app_id} has no such federated credential")
+        del app.federated_credentials[:]
+        app.federated_credentials.extend(kept)
+        request = app_pb.UpdateApplicationRequest(
+            application=app, update_mask=FieldMask(paths=["federated_credentials"])
+        )
+        reply = s.call(s.apps.UpdateApplication, request)
+    show_one(out, reply.application)
 
 
 @apps.command("revoke-tokens")

@@ -139,3 +139,48 @@ def test_apps_take_a_jwks_uri_instead_of_a_file(cli: Cli, tmp_path: Path) -> Non
     assert "contradict" in both
     plain = cli.fails(1, "apps", "update", app["id"], "--jwks-uri", "http://partner.example.test/k")
     assert "application.jwks_uri" in plain
+
+
+def test_apps_federation_add_list_remove(cli: Cli) -> None:
+    org_id = cli.text("orgs", "create", "--name", "Acme", "-q")
+    app_id = cli.text("apps", "create", "--org", org_id, "--name", "workload", "-q")
+    github = (
+        *("--issuer", "https://token.actions.githubusercontent.com"),
+        *("--subject", "repo:acme/billing:*", "--audience", "m2mauth"),
+    )
+    # Not federated yet: switching must be asked for.
+    line = cli.fails(2, "apps", "federation", "add", app_id, *github)
+    assert "--switch-method" in line
+    app = cli.json("apps", "federation", "add", app_id, *github, "--switch-method")
+    assert app["token_endpoint_auth_method"] == "TOKEN_ENDPOINT_AUTH_METHOD_FEDERATED"
+    kubernetes = (
+        *("--issuer", "https://oidc.eks.example.com"),
+        *("--subject", "system:serviceaccount:billing:invoicer", "--audience", "m2mauth"),
+    )
+    cli.ok("apps", "federation", "add", app_id, *kubernetes)
+    listed = cli.json("apps", "federation", "list", app_id)
+    assert [c["subject"] for c in listed] == [
+        "repo:acme/billing:*",
+        "system:serviceaccount:billing:invoicer",
+    ]
+    table = cli.ok("apps", "federation", "list", app_id).stdout
+    assert table.splitlines()[0].split() == ["ISSUER", "SUBJECT", "AUDIENCE"]
+    left = cli.json("apps", "federation", "remove", app_id, *github)
+    assert [c["subject"] for c in left["federated_credentials"]] == [
+        "system:serviceaccount:billing:invoicer"
+    ]
+    assert "no such" in cli.fails(2, "apps", "federation", "remove", app_id, *github)
+    # The server refuses a lone "*" and names the field.
+    bad = cli.fails(
+        1,
+        "apps",
+        "federation",
+        "add",
+        app_id,
+        *("--issuer", "https://oidc.example.com", "--subject", "*", "--audience", "m2mauth"),
+    )
+    assert "federated_credentials[1].subject" in bad
+    # Back to secrets: the credentials go in the same change.
+    back = cli.json("apps", "update", app_id, "--auth-method", "client_secret")
+    assert back["token_endpoint_auth_method"] == CLIENT_SECRET
+    assert "federated_credentials" not in back
