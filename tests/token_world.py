@@ -19,7 +19,13 @@ from m2mauth.core.credentials import CredentialHasher
 from m2mauth.core.failures import FailedAttempts, fingerprinter
 from m2mauth.core.interfaces import Store, UnitOfWork
 from m2mauth.core.issuance import IssuedToken
-from m2mauth.core.models import Application, ClientSecret, Organization, Principal
+from m2mauth.core.models import (
+    Application,
+    ClientSecret,
+    Organization,
+    Principal,
+    TokenEndpointAuthMethod,
+)
 from m2mauth.core.organizations import Organizations
 from m2mauth.core.pagination import PageTokenCodec
 from m2mauth.core.policy import TokenPolicy
@@ -160,6 +166,22 @@ class TokenWorld:
         )
         record, plaintext = self.apps.create_secret(ENV, app.id, expires_at)
         return Client(app, org, plaintext, record)
+
+    def keyed_client(
+        self, jwks: str, org: Organization | None = None, *, scopes: tuple[str, ...] = ()
+    ) -> Application:
+        """An application that authenticates with private_key_jwt and this JWK Set."""
+        org = org or self.org()
+        return self.apps.create(
+            ENV,
+            org.id,
+            ApplicationFields(
+                name="keyed",
+                scopes=scopes,
+                token_endpoint_auth_method=TokenEndpointAuthMethod.PRIVATE_KEY_JWT,
+                jwks=jwks,
+            ),
+        )
 
     def issue(self, client: Client, scope: str = "", audience: str = "") -> IssuedToken:
         return self.components.issue_token(

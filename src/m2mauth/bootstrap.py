@@ -43,6 +43,7 @@ from m2mauth.grpc.server import Servicers
 from m2mauth.grpc.token_servicer import TokenServicer
 from m2mauth.http.backend import InProcessBackend
 from m2mauth.ratelimit import open_counters
+from m2mauth.remote_jwks import RemoteJwksCache
 from m2mauth.store import open_store
 
 log = logging.getLogger("m2mauth")
@@ -198,6 +199,7 @@ def token_policy(settings: Settings) -> TokenPolicy:
         key_rotation_interval_seconds=settings.key_rotation_interval_seconds,
         jwks_max_age_seconds=settings.jwks_max_age_seconds,
         clock_leeway_seconds=settings.clock_leeway_seconds,
+        client_assertion_max_lifetime_seconds=settings.client_assertion_max_lifetime_seconds,
     )
 
 
@@ -259,6 +261,8 @@ def bootstrap(
         client_cache_ttl_seconds=timing.client_cache_ttl_seconds,
         key_refresh_interval_seconds=timing.maintenance_interval,
         monotonic=timing.monotonic,
+        # private_key_jwt applications with a jwks_uri; http to loopback only with --dev.
+        remote_jwks=RemoteJwksCache(allow_http_loopback=settings.dev),
     )
     return App(
         settings=settings,
@@ -276,6 +280,7 @@ def bootstrap(
             clock,
             max_secrets=settings.max_client_secrets,
             max_token_ttl_seconds=settings.max_token_ttl_seconds,
+            allow_http_jwks_uri_on_loopback=settings.dev,
         ),
         audit=AuditReader(store, pages),
         tokens=tokens,

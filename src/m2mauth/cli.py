@@ -26,6 +26,7 @@ from m2mauth.cli_support.options import (
     TIME_AHEAD,
     ClientCredentials,
     Connection,
+    KeyCredentials,
     Output,
     client_credential_options,
     connection_options,
@@ -647,10 +648,78 @@ def _application_options(func: Any) -> Any:
                 "minute ends (0: no quota).",
             ),
             enable_option,
+            click.option(
+                "--auth-method",
+                type=click.Choice(AUTH_METHODS),
+                help="How it authenticates at the token endpoint: client_secret (the default) "
+                "or private_key_jwt (a JWT signed with a key of --jwks-file; RFC 7523).",
+            ),
+            click.option(
+                "--jwks-file",
+                type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                metavar="FILE",
+                help="Its public keys, a JWK Set in JSON (RFC 7517 section 5), for "
+                "private_key_jwt: public members only, at most 10 keys.",
+            ),
+            click.option(
+                "--jwks-uri",
+                metavar="URL",
+                help="Instead of --jwks-file: the https URL where it publishes its JWK Set "
+                "(fetched by the server, cached 5 minutes).",
+            ),
         )
     ):
         func = option(func)
     return func
+
+
+AUTH_METHODS = ("client_secret", "private_key_jwt")
+
+
+def _set_auth(
+    app: Any,
+    auth_method: str | None,
+    jwks_file: Path | None,
+    jwks_uri: str | None,
+    paths: list[str] | None,
+) -> None:
+    """Put --auth-method, --jwks-file and --jwks-uri into the request (and the
+    update mask).
+
+    Switching to client_secret clears the JWK Set (and its URL) in the same
+    change, as the server requires: an application never keeps a second way in
+    silently. Giving one of file and URL clears the other.
+    """
+    if jwks_file is not None and jwks_uri is not None:
+        raise usage_failure("--jwks-file and --jwks-uri contradict each other: pass one")
+    from m2mauth.v1 import resources_pb2 as res
+
+    if auth_method is not None:
+        app.token_endpoint_auth_method = (
+            res.TOKEN_ENDPOINT_AUTH_METHOD_PRIVATE_KEY_JWT
+            if auth_method == "private_key_jwt"
+            else res.TOKEN_ENDPOINT_AUTH_METHOD_CLIENT_SECRET
+        )
+    if jwks_file is not None:
+        if auth_method == "client_secret":
+            raise usage_failure("--jwks-file is for --auth-method private_key_jwt")
+        try:
+            app.jwks = jwks_file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise usage_failure(f"cannot read --jwks-file: {exc.__class__.__name__}") from None
+    if jwks_uri is not None:
+        if auth_method == "client_secret":
+            raise usage_failure("--jwks-uri is for --auth-method private_key_jwt")
+        app.jwks_uri = jwks_uri
+    if paths is None:
+        return
+    if auth_method is not None:
+        paths.append("token_endpoint_auth_method")
+    if jwks_file is not None or jwks_uri is not None or auth_method == "client_secret":
+        paths += ["jwks", "jwks_uri"]
+    if auth_method is not None:
+        # Neither client_secret nor private_key_jwt keeps federated credentials.
+        paths.append("federated_credentials")
 
 
 @apps.command("create")
@@ -668,16 +737,22 @@ def apps_create(
     ttl: int | None,
     token_quota: int | None,
     enabled: bool | None,
+    auth_method: str | None,
+    jwks_file: Path | None,
+    jwks_uri: str | None,
     out: Output,
     conn: Connection,
 ) -> None:
-    """Create an application; then give it a secret with `m2mauth secrets create`.
+    """Create an application; then give it a secret with `m2mauth secrets create`
+    (or, with --auth-method private_key_jwt --jwks-file, no secret at all).
 
     \b
     Examples:
       m2mauth apps create --org org_01J... --name billing-sync \\
         --scope invoices:read --scope invoices:write --ttl 15m --token-quota 60
       APP=$(m2mauth apps create --org "$ORG" --name billing-sync -q)
+      m2mauth apps create --org org_01J... --name keyed \\
+        --auth-method private_key_jwt --jwks-file jwks.json
     """
     from m2mauth.cli_support.channel import open_session
     from m2mauth.cli_support.output import show_one
@@ -694,6 +769,7 @@ def apps_create(
         token_quota_per_minute=token_quota or 0,
         enabled=enabled,
     )
+    _set_auth(app, auth_method, jwks_file, jwks_uri, None)
     with open_session(conn) as s:
         reply = s.call(s.apps.CreateApplication, app_pb.CreateApplicationRequest(application=app))
     if out.quiet:
@@ -763,6 +839,9 @@ def apps_update(
     ttl: int | None,
     token_quota: int | None,
     enabled: bool | None,
+    auth_method: str | None,
+    jwks_file: Path | None,
+    jwks_uri: str | None,
     clear_scopes: bool,
     clear_audiences: bool,
     out: Output,
@@ -770,12 +849,15 @@ def apps_update(
 ) -> None:
     """Change an application: only the fields given.
 
-    --scope and --audience replace the whole list.
+    --scope and --audience replace the whole list; --jwks-file replaces the
+    whole key set (rotate by listing the old and the new key, then the new one).
 
     \b
     Examples:
       m2mauth apps update app_01J... --scope invoices:read --scope reports:read
       m2mauth apps update app_01J... --disable      # no new tokens; old ones inactive
+      m2mauth apps update app_01J... --auth-method private_key_jwt --jwks-file jwks.json
+      m2mauth apps update app_01J... --auth-method client_secret   # drops its keys
     """
     from google.protobuf.field_mask_pb2 import FieldMask
 
@@ -811,11 +893,12 @@ def apps_update(
     if enabled is not None:
         app.enabled = enabled
         paths.append("enabled")
+    _set_auth(app, auth_method, jwks_file, jwks_uri, paths)
     if not paths:
         raise usage_failure(
             "nothing to update: pass --name, --description, --scope, --audience, --ttl, "
-            "--token-quota, "
-            "--enable/--disable, --clear-scopes or --clear-audiences"
+            "--token-quota, --enable/--disable, --auth-method, --jwks-file, --jwks-uri, "
+            "--clear-scopes or --clear-audiences"
         )
     request = app_pb.UpdateApplicationRequest(application=app, update_mask=FieldMask(paths=paths))
     with open_session(conn) as s:
@@ -840,6 +923,160 @@ def apps_delete(app_id: str, out: Output, conn: Connection) -> None:
     with open_session(conn) as s:
         reply = s.call(s.apps.DeleteApplication, app_pb.DeleteApplicationRequest(id=app_id))
     _echo_done(out, f"deleted application {app_id}", reply)
+
+
+@apps.group("federation", cls=ClientGroup)
+def apps_federation() -> None:
+    """The workload identities an application trusts (workload identity federation).
+
+    A workload sends its own platform's token (Kubernetes service-account token,
+    GitHub Actions OIDC token...) with the application's client_id, and gets the
+    application's token: no m2mauth secret at all.
+
+    \b
+    Example:
+      m2mauth apps federation add app_01J... --switch-method \\
+        --issuer https://token.actions.githubusercontent.com \\
+        --subject 'repo:acme/billing:*' --audience m2mauth
+    """
+
+
+FEDERATION_COLUMNS = (("ISSUER", "issuer"), ("SUBJECT", "subject"), ("AUDIENCE", "audience"))
+
+
+def _federation_options(func: Any) -> Any:
+    for option in reversed(
+        (
+            click.option(
+                "--issuer",
+                required=True,
+                metavar="URL",
+                help="The platform's OpenID Connect issuer URL (https).",
+            ),
+            click.option(
+                "--subject",
+                required=True,
+                help='The token\'s sub, exactly, or a prefix ending with "*".',
+            ),
+            click.option("--audience", required=True, help="A value the token's aud must contain."),
+        )
+    ):
+        func = option(func)
+    return func
+
+
+@apps_federation.command("add")
+@click.argument("app_id", metavar="APP")
+@_federation_options
+@click.option(
+    "--switch-method",
+    is_flag=True,
+    help="Make the application federated if it is not (its secrets or keys then stop "
+    "authenticating it).",
+)
+@output_options(field=True)
+@connection_options()
+def apps_federation_add(
+    app_id: str,
+    issuer: str,
+    subject: str,
+    audience: str,
+    switch_method: bool,
+    out: Output,
+    conn: Connection,
+) -> None:
+    """Trust one more workload identity.
+
+    \b
+    Examples:
+      m2mauth apps federation add app_01J... --issuer https://oidc.eks.example.com \\
+        --subject system:serviceaccount:billing:invoicer --audience m2mauth
+    """
+    from google.protobuf.field_mask_pb2 import FieldMask
+
+    from m2mauth.cli_support.channel import open_session
+    from m2mauth.cli_support.output import show_one
+    from m2mauth.v1 import application_service_pb2 as app_pb
+    from m2mauth.v1 import resources_pb2 as res
+
+    with open_session(conn) as s:
+        app = s.call(s.apps.GetApplication, app_pb.GetApplicationRequest(id=app_id)).application
+        paths = ["federated_credentials"]
+        if app.token_endpoint_auth_method != res.TOKEN_ENDPOINT_AUTH_METHOD_FEDERATED:
+            if not switch_method:
+                raise usage_failure(
+                    f"{app_id} is not federated: pass --switch-method to make it so "
+                    "(its secrets or keys then stop authenticating it)"
+                )
+            app.token_endpoint_auth_method = res.TOKEN_ENDPOINT_AUTH_METHOD_FEDERATED
+            app.jwks, app.jwks_uri = "", ""
+            paths += ["token_endpoint_auth_method", "jwks", "jwks_uri"]
+        app.federated_credentials.append(
+            res.FederatedCredential(issuer=issuer, subject=subject, audience=audience)
+        )
+        request = app_pb.UpdateApplicationRequest(
+            application=app, update_mask=FieldMask(paths=paths)
+        )
+        reply = s.call(s.apps.UpdateApplication, request)
+    show_one(out, reply.application)
+
+
+@apps_federation.command("list")
+@click.argument("app_id", metavar="APP")
+@output_options()
+@connection_options()
+def apps_federation_list(app_id: str, out: Output, conn: Connection) -> None:
+    """List the workload identities an application trusts.
+
+    \b
+    Example:
+      m2mauth apps federation list app_01J... -o json
+    """
+    from m2mauth.cli_support.channel import open_session
+    from m2mauth.cli_support.output import show_list
+    from m2mauth.v1 import application_service_pb2 as app_pb
+
+    with open_session(conn) as s:
+        app = s.call(s.apps.GetApplication, app_pb.GetApplicationRequest(id=app_id)).application
+    show_list(out, list(app.federated_credentials), FEDERATION_COLUMNS, "federated credentials")
+
+
+@apps_federation.command("remove")
+@click.argument("app_id", metavar="APP")
+@_federation_options
+@output_options(field=True)
+@connection_options()
+def apps_federation_remove(
+    app_id: str, issuer: str, subject: str, audience: str, out: Output, conn: Connection
+) -> None:
+    """Stop trusting one workload identity (the last one cannot be removed: switch
+    the application to another method with `apps update --auth-method` instead).
+
+    \b
+    Example:
+      m2mauth apps federation remove app_01J... --issuer https://oidc.eks.example.com \\
+        --subject system:serviceaccount:billing:invoicer --audience m2mauth
+    """
+    from google.protobuf.field_mask_pb2 import FieldMask
+
+    from m2mauth.cli_support.channel import open_session
+    from m2mauth.cli_support.output import show_one
+    from m2mauth.v1 import application_service_pb2 as app_pb
+    from m2mauth.v1 import resources_pb2 as res
+
+    unwanted = res.FederatedCredential(issuer=issuer, subject=subject, audience=audience)
+    with open_session(conn) as s:
+        app = s.call(s.apps.GetApplication, app_pb.GetApplicationRequest(id=app_id)).application
+        kept = [c for c in app.federated_credentials if c != unwanted]
+        if len(kept) == len(app.federated_credentials):
+            raise usage_failure(f"{app_id} has no such federated credential")
+        del app.federated_credentials[:]
+        app.federated_credentials.extend(kept)
+        request = app_pb.UpdateApplicationRequest(
+            application=app, update_mask=FieldMask(paths=["federated_credentials"])
+        )
+        reply = s.call(s.apps.UpdateApplication, request)
+    show_one(out, reply.application)
 
 
 @apps.command("revoke-tokens")
@@ -1341,7 +1578,7 @@ def _token_argument(value: str) -> str:
 
 
 @main.command(cls=ClientCommand)
-@client_credential_options(required=True)
+@client_credential_options(required=True, keys=True)
 @click.option(
     "--scope",
     "scopes",
@@ -1357,7 +1594,7 @@ def _token_argument(value: str) -> str:
 @output_options()
 @connection_options(admin_key=False)
 def token(
-    client: ClientCredentials,
+    client: ClientCredentials | KeyCredentials,
     scopes: tuple[str, ...],
     audience: str | None,
     out: Output,
@@ -1367,10 +1604,15 @@ def token(
 
     -o json prints the whole response (token_type, expires_in, scope).
 
+    With --private-key the application proves itself with a client assertion
+    signed by that key (private_key_jwt, RFC 7523): no secret at all.
+
     \b
     Examples:
       export M2MAUTH_CLIENT_ID=client_01J... M2MAUTH_CLIENT_SECRET=m2m_cs_...
       TOKEN=$(m2mauth token --scope invoices:read)
+      m2mauth token --client-id client_01J... --private-key key.pem --kid k1 \\
+        --assertion-audience https://auth.example.com
     """
     from m2mauth.cli_support.channel import open_session
     from m2mauth.cli_support.output import echo_json, to_dict
@@ -1379,10 +1621,19 @@ def token(
     request = token_pb.IssueTokenRequest(
         grant_type="client_credentials",
         client_id=client.client_id,
-        client_secret=client.client_secret,
         scope=" ".join(scopes),
         audience=audience or "",
     )
+    if isinstance(client, KeyCredentials):
+        from m2mauth.cli_support.assertion import mint_assertion
+        from m2mauth.core.private_key_jwt import JWT_BEARER_ASSERTION_TYPE
+
+        request.client_assertion_type = JWT_BEARER_ASSERTION_TYPE
+        request.client_assertion = mint_assertion(
+            client.private_key, client.client_id, client.audience, client.kid
+        )
+    else:
+        request.client_secret = client.client_secret
     with open_session(conn, admin=False) as s:
         reply = s.call(s.tokens.IssueToken, request)
     if out.format == "json":

@@ -172,6 +172,11 @@ class Settings:
         "Leeway for clock skew: previous keys stay published this long after their last "
         "token expires.",
     )
+    client_assertion_max_lifetime_seconds: int = setting(
+        defaults.CLIENT_ASSERTION_MAX_LIFETIME_SECONDS,
+        "private_key_jwt: how far ahead of now a client assertion's exp may be (RFC 7523 "
+        "section 3); a longer-lived assertion is refused.",
+    )
     audit_retention_days: int = setting(
         defaults.AUDIT_RETENTION_DAYS,
         "Audit events older than this many days are deleted, a few hundred at a time "
@@ -423,6 +428,8 @@ class Settings:
             out.append("--http-read-timeout-seconds must be above 0 and at most 3600")
         if not 1 <= self.http_keep_alive_timeout_seconds <= 3600:
             out.append("--http-keep-alive-timeout-seconds must be between 1 and 3600")
+        if not 10 <= self.client_assertion_max_lifetime_seconds <= 3600:
+            out.append("--client-assertion-max-lifetime-seconds must be between 10 and 3600")
         return out
 
     def _issuer_problems(self) -> list[str]:

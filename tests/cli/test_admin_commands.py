@@ -170,7 +170,10 @@ def test_apps_create_json_shape(cli: Cli) -> None:
         "enabled",
         "create_time",
         "update_time",
+        "token_endpoint_auth_method",
     }
+    # The default method is shown; the JWK Set, empty, is not.
+    assert app["token_endpoint_auth_method"] == "TOKEN_ENDPOINT_AUTH_METHOD_CLIENT_SECRET"
     assert app["id"].startswith("app_")
     assert app["client_id"].startswith("client_")
     assert app["organization_id"] == org_id

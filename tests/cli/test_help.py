@@ -35,6 +35,7 @@ def test_every_client_command_of_the_issue_exists() -> None:
         *(("apps", verb) for verb in ("create", "get", "list", "update", "delete")),
         ("apps", "revoke-tokens"),
         ("apps", "usage"),
+        *(("apps", "federation", verb) for verb in ("add", "list", "remove")),
         *(("admin-keys", verb) for verb in ("create", "list", "get", "revoke")),
         *(("secrets", verb) for verb in ("create", "list", "revoke")),
         ("keys", "list"),

@@ -22,10 +22,11 @@ from m2mauth.config import Settings
 from m2mauth.core import errors
 from m2mauth.core.applications import ApplicationFields
 from m2mauth.core.interfaces import UnitOfWork
-from m2mauth.core.models import Principal
+from m2mauth.core.models import Principal, TokenEndpointAuthMethod
 from m2mauth.store.engine import normalize_url
 from m2mauth.store.feed import APPLICATION_NAME
 from m2mauth.store.sql import SqlStore
+from tests.assertions import assertion, assertion_request, jwks_of, new_key
 from tests.delegating_store import DelegatingStore
 from tests.token_requests import secret_request
 
@@ -211,3 +212,35 @@ def test_a_lost_feed_falls_back_to_the_store_then_back_to_memory(postgres_url: s
         for _ in range(20):
             assert active(b.app, fresh)
         assert b.store.reads == before
+
+
+def test_a_client_assertion_used_on_one_replica_is_refused_by_the_other(
+    store_url: str,
+) -> None:
+    """The jti replay record is the database's: every replica refuses a replay,
+    and a key set changed on one replica is used by the other at once."""
+    old, new = new_key("ES256"), new_key("EdDSA")
+    with replicas(store_url) as (a, b):
+        org = a.app.organizations.create(ENV, "Keyed", "", None)
+        keyed = a.app.applications.create(
+            ENV,
+            org.id,
+            ApplicationFields(
+                name="svc",
+                token_endpoint_auth_method=TokenEndpointAuthMethod.PRIVATE_KEY_JWT,
+                jwks=jwks_of(old),
+            ),
+        )
+        endpoint = a.app.tokens.policy.token_endpoint_url
+        signed = assertion(old, keyed.client_id, endpoint)
+        issued = a.app.tokens.issue_token(assertion_request(signed))
+        assert issued.claims["org_id"] == org.id
+        with pytest.raises(errors.InvalidClient):
+            b.app.tokens.issue_token(assertion_request(signed))
+        with pytest.raises(errors.InvalidClient):
+            a.app.tokens.issue_token(assertion_request(signed))
+        a.app.applications.update(ENV, keyed.id, ["jwks"], ApplicationFields(jwks=jwks_of(new)))
+        with pytest.raises(errors.InvalidClient):
+            b.app.tokens.issue_token(assertion_request(assertion(old, keyed.client_id, endpoint)))
+        fresh = assertion(new, keyed.client_id, endpoint)
+        assert b.app.tokens.issue_token(assertion_request(fresh)).claims["org_id"] == org.id

@@ -20,7 +20,7 @@ from m2mauth.bootstrap import App, bootstrap
 from m2mauth.config import Settings
 from m2mauth.core.applications import ApplicationFields
 from m2mauth.core.interfaces import Store
-from m2mauth.core.models import Principal
+from m2mauth.core.models import Principal, TokenEndpointAuthMethod
 from m2mauth.grpc.server import GrpcServer, create_server
 from m2mauth.http.app import create_http_app
 from m2mauth.http.backend import GrpcBackend, InProcessBackend, TokenBackend
@@ -60,6 +60,26 @@ class Shim:
         )
         _, secret = c.applications.create_secret(ENV, app.id, None)
         return Partner(org.id, app.id, app.client_id, secret)
+
+    def keyed_partner(self, jwks: str, scopes: tuple[str, ...] = ()) -> Partner:
+        """An application that authenticates with private_key_jwt (no secret)."""
+        c = self.container
+        org = c.organizations.create(ENV, f"org {secrets.token_hex(3)}", "", True)
+        app = c.applications.create(
+            ENV,
+            org.id,
+            ApplicationFields(
+                name="keyed",
+                scopes=scopes,
+                token_endpoint_auth_method=TokenEndpointAuthMethod.PRIVATE_KEY_JWT,
+                jwks=jwks,
+            ),
+        )
+        return Partner(org.id, app.id, app.client_id, "")
+
+    @property
+    def token_endpoint(self) -> str:
+        return f"{self.issuer}/oauth2/token"
 
     def client(self) -> httpx.Client:
         return httpx.Client(base_url=self.base_url, timeout=30)

@@ -214,7 +214,26 @@ def test_metadata_lists_exactly_what_is_supported(shim: Shim, http: httpx.Client
     assert doc["token_endpoint_auth_methods_supported"] == [
         "client_secret_basic",
         "client_secret_post",
+        "private_key_jwt",
     ]
+    # RFC 8414 section 2: required when private_key_jwt is listed; never none or HMAC.
+    assert doc["token_endpoint_auth_signing_alg_values_supported"] == [
+        "RS256",
+        "PS256",
+        "ES256",
+        "EdDSA",
+    ]
+    for endpoint in ("introspection", "revocation"):
+        assert doc[f"{endpoint}_endpoint_auth_methods_supported"] == [
+            "client_secret_basic",
+            "client_secret_post",
+            "private_key_jwt",
+            "bearer",
+        ]
+        assert (
+            doc[f"{endpoint}_endpoint_auth_signing_alg_values_supported"]
+            == doc["token_endpoint_auth_signing_alg_values_supported"]
+        )
     assert doc["access_token_signing_alg_values_supported"] == ["ES256"]
     # Every advertised endpoint answers here.
     for key in ("token_endpoint", "introspection_endpoint", "revocation_endpoint"):

@@ -18,6 +18,7 @@ import jwt
 import pytest
 
 from m2mauth.core.models import SigningKeyState
+from tests.assertions import jwks_of, new_key
 from tests.http.conftest import ENV, Partner, Shim
 from tests.interop.conftest import ClockedShim, run_node, verify_access_token
 
@@ -268,3 +269,50 @@ def test_jose_verifies_the_tokens_of_every_signing_algorithm(clocked_shim: Clock
     results = jose_verify(shim, cases)
     for algorithm in ("RS256", "EdDSA", "ES256"):
         assert accepted(results[algorithm])["client_id"] == partner.client_id, algorithm
+
+
+@pytest.mark.parametrize("alg", ["RS256", "ES256"])
+def test_openid_client_private_key_jwt(in_process_shim: Shim, alg: str) -> None:
+    """openid-client's own private_key_jwt: no secret anywhere, RS256 and ES256."""
+    shim = in_process_shim
+    key = new_key(alg)
+    partner = shim.keyed_partner(jwks_of(key), scopes=SCOPES)
+    out = run_node(
+        "openid_client_private_key_jwt.mjs",
+        {
+            "issuer": shim.issuer,
+            "client_id": partner.client_id,
+            "private_key_pem": key.private_pem().decode(),
+            "alg": alg,
+            "kid": key.kid,
+            "scope": "invoices:read",
+        },
+    )
+    server = out["server"]
+    assert "private_key_jwt" in server["token_endpoint_auth_methods_supported"]
+    assert alg in server["token_endpoint_auth_signing_alg_values_supported"]
+    jtis = set()
+    for request in out["requests"]:
+        assert request["url"] == server["token_endpoint"]
+        headers = {k.lower(): v for k, v in request["headers"].items()}
+        assert "authorization" not in headers
+        form = parse_qs(request["body"])
+        assert "client_secret" not in form
+        assert form["client_assertion_type"] == [
+            "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+        ]
+        assertion = form["client_assertion"][0]
+        assert jwt.get_unverified_header(assertion)["alg"] == alg
+        claims = jwt.decode(assertion, options={"verify_signature": False})
+        # openid-client addresses its assertions to the issuer (rfc7523bis).
+        assert (claims["iss"], claims["sub"], claims["aud"]) == (
+            partner.client_id,
+            partner.client_id,
+            shim.issuer,
+        )
+        jtis.add(claims["jti"])
+    assert len(jtis) == 2
+    assert len(out["tokens"]) == 2
+    for token in out["tokens"]:
+        assert token["scope"] == "invoices:read"
+        verify_access_token(shim, token["access_token"], partner.org_id, partner.client_id)

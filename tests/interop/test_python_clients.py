@@ -15,13 +15,17 @@ from typing import Any
 from urllib.parse import parse_qs, unquote_plus
 
 import httpx
+import jwt
 import pytest
 from authlib.integrations.requests_client import (  # type: ignore[import-untyped]
     OAuth2Session as AuthlibSession,
 )
+from authlib.oauth2.rfc7523 import PrivateKeyJWT  # type: ignore[import-untyped]
 from oauthlib.oauth2 import BackendApplicationClient  # type: ignore[import-untyped]
 from requests_oauthlib import OAuth2Session as OAuthlibSession  # type: ignore[import-untyped]
 
+from m2mauth.core.private_key_jwt import JWT_BEARER_ASSERTION_TYPE
+from tests.assertions import ClientKey, jwks_of, new_key
 from tests.http.conftest import Partner, Shim
 from tests.interop.conftest import verify_access_token
 
@@ -194,3 +198,100 @@ def test_requests_oauthlib_backend_application_client(
     assert set(token["scope"]) == set(SCOPES)
     claims = verify_access_token(shim, token["access_token"], partner.org_id, partner.client_id)
     assert set(claims["scope"].split()) == set(SCOPES)
+
+
+# --- authlib's own private_key_jwt (RFC 7523) ------------------------------------------
+
+
+def _authlib_key(key: ClientKey) -> Any:
+    """The key as authlib's PrivateKeyJWT takes it (a joserfc key object)."""
+    from joserfc.jwk import ECKey, RSAKey  # noqa: PLC0415 - authlib's own dependency
+
+    kind = RSAKey if key.alg == "RS256" else ECKey
+    return kind.import_key(key.private_pem())
+
+
+def _assert_private_key_jwt(body: str, headers: dict[str, str], partner: Partner) -> dict[str, Any]:
+    """What authlib sent: an RFC 7523 assertion in the body, no secret, no Basic."""
+    form = parse_qs(body)
+    assert "authorization" not in headers, headers
+    assert "client_secret" not in form, form
+    assert form["client_assertion_type"] == [JWT_BEARER_ASSERTION_TYPE], form
+    header = jwt.get_unverified_header(form["client_assertion"][0])
+    claims: dict[str, Any] = jwt.decode(
+        form["client_assertion"][0], options={"verify_signature": False}
+    )
+    assert (claims["iss"], claims["sub"]) == (partner.client_id, partner.client_id)
+    return {"header": header, "claims": claims}
+
+
+@pytest.mark.parametrize("alg", ["RS256", "ES256"])
+def test_authlib_private_key_jwt_with_requests(shim: Shim, alg: str) -> None:
+    key = new_key(alg)
+    partner = shim.keyed_partner(jwks_of(key), scopes=SCOPES)
+    metadata = server_metadata(shim)
+    assert "private_key_jwt" in metadata["token_endpoint_auth_methods_supported"]
+    assert alg in metadata["token_endpoint_auth_signing_alg_values_supported"]
+    sent: list[tuple[dict[str, str], str]] = []
+
+    def record(response: Any, *args: object, **kwargs: object) -> None:
+        request = response.request
+        body = request.body.decode() if isinstance(request.body, bytes) else request.body or ""
+        sent.append(({k.lower(): v for k, v in request.headers.items()}, body))
+
+    with AuthlibSession(
+        partner.client_id,
+        _authlib_key(key),
+        token_endpoint_auth_method=PrivateKeyJWT(
+            metadata["token_endpoint"], alg=alg, headers={"kid": key.kid}
+        ),
+        scope="invoices:read",
+    ) as session:
+        session.hooks["response"].append(record)
+        for _ in range(2):  # a new assertion (jti) each time: no replay
+            token = session.fetch_token(metadata["token_endpoint"], grant_type="client_credentials")
+            assert token["token_type"] == "Bearer"
+            claims = verify_access_token(
+                shim, token["access_token"], partner.org_id, partner.client_id
+            )
+            assert claims["scope"] == "invoices:read"
+    first, second = (_assert_private_key_jwt(body, h, partner) for h, body in sent)
+    assert first["header"]["alg"] == alg
+    assert first["claims"]["aud"] == metadata["token_endpoint"]
+    assert first["claims"]["jti"] != second["claims"]["jti"]
+
+
+@pytest.mark.parametrize("alg", ["RS256", "ES256"])
+def test_authlib_private_key_jwt_with_async_httpx(shim: Shim, alg: str) -> None:
+    key = new_key(alg)
+    partner = shim.keyed_partner(jwks_of(key), scopes=SCOPES)
+    metadata = server_metadata(shim)
+    sent: list[httpx.Request] = []
+
+    async def record(request: httpx.Request) -> None:
+        sent.append(request)
+
+    async def fetch() -> dict[str, Any]:
+        async with AsyncOAuth2Client(
+            partner.client_id,
+            _authlib_key(key),
+            token_endpoint_auth_method=PrivateKeyJWT(
+                metadata["token_endpoint"], alg=alg, headers={"kid": key.kid}
+            ),
+            scope="invoices:write",
+            event_hooks={"request": [record]},
+            timeout=10,
+        ) as client:
+            token: dict[str, Any] = await client.fetch_token(
+                metadata["token_endpoint"], grant_type="client_credentials"
+            )
+            return token
+
+    token = asyncio.run(fetch())
+    assert len(sent) == 1
+    headers = {k.lower(): v for k, v in sent[0].headers.items()}
+    assert (
+        _assert_private_key_jwt(sent[0].content.decode(), headers, partner)["header"]["alg"] == alg
+    )
+    claims = verify_access_token(shim, token["access_token"], partner.org_id, partner.client_id)
+    assert claims["scope"] == "invoices:write"

@@ -48,6 +48,8 @@ WRITES = {
     "purge_changes",
     "add_signing_key",
     "update_signing_key",
+    "use_client_assertion",
+    "purge_client_assertions",
     "add_revoked_token",
     "purge_revoked_tokens",
 }

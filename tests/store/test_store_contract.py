@@ -21,9 +21,11 @@ from m2mauth.core.interfaces import Store, UnitOfWork
 from m2mauth.core.models import (
     AdminKey,
     AuditFilter,
+    FederatedCredential,
     RevokedToken,
     SecretUsage,
     SigningKeyState,
+    TokenEndpointAuthMethod,
     TokenState,
 )
 from tests.store.support import (
@@ -218,6 +220,44 @@ def test_application_round_trips(store: Store) -> None:
     assert got_bare is not None
     assert isinstance(got_bare.scopes, tuple)
     assert isinstance(got_bare.audiences, tuple)
+
+
+def test_an_applications_auth_method_and_jwks_round_trip(store: Store) -> None:
+    org = make_org()
+    keyed = make_app(
+        org,
+        token_endpoint_auth_method=TokenEndpointAuthMethod.PRIVATE_KEY_JWT,
+        jwks='{"keys":[{"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]}',
+    )
+    default = make_app(org)
+    add(store, org, keyed, default)
+    with store.reading() as uow:
+        assert uow.get_application_by_client_id(keyed.client_id) == keyed
+        got_default = uow.get_application(default.id)
+    assert got_default is not None
+    assert got_default.token_endpoint_auth_method is TokenEndpointAuthMethod.CLIENT_SECRET
+    assert got_default.jwks == ""
+    federated = make_app(
+        org,
+        token_endpoint_auth_method=TokenEndpointAuthMethod.FEDERATED,
+        federated_credentials=(
+            FederatedCredential("https://oidc.example.test", "system:serviceaccount:a:b", "m2m"),
+            FederatedCredential("https://gha.example.test", 'repo:"quoted"/ü:*', "m2m"),
+        ),
+    )
+    add(store, federated)
+    with store.reading() as uow:
+        assert uow.get_application(federated.id) == federated
+        unfederated = uow.get_application(default.id)
+    assert unfederated is not None
+    assert unfederated.federated_credentials == ()
+    switched = dataclasses.replace(
+        keyed, token_endpoint_auth_method=TokenEndpointAuthMethod.CLIENT_SECRET, jwks=""
+    )
+    with store.unit_of_work() as uow:
+        uow.update_application(switched)
+    with store.reading() as uow:
+        assert uow.get_application(keyed.id) == switched
 
 
 def test_update_application_replaces_the_row(store: Store) -> None:
@@ -451,6 +491,78 @@ def test_signing_keys_list_newest_first_and_update(store: Store) -> None:
         listed = uow.list_signing_keys()
     assert listed == [promoted, demoted]
     assert listed[1].state is SigningKeyState.PREVIOUS
+
+
+# --- client assertions ---------------------------------------------------------
+
+
+def test_a_client_assertion_is_used_once_across_stores(open_store: StoreFactory) -> None:
+    """Two stores on one database stand for two processes or replicas: the second
+    use of one key is refused whichever process saw the first."""
+    one, other = open_store(), open_store()
+    key, another = "a" * 64, "b" * 64
+    with one.unit_of_work() as uow:
+        assert uow.use_client_assertion(key, T0 + timedelta(minutes=5)) is True
+    with other.unit_of_work() as uow:
+        assert uow.use_client_assertion(key, T0 + timedelta(minutes=5)) is False
+        assert uow.use_client_assertion(another, T0 + timedelta(minutes=5)) is True
+    with one.unit_of_work() as uow:
+        assert uow.use_client_assertion(another, T0 + timedelta(hours=1)) is False
+
+
+def test_a_rolled_back_use_of_a_client_assertion_is_forgotten(store: Store) -> None:
+    key = "c" * 64
+
+    def use_then_fail() -> None:
+        with store.unit_of_work() as uow:
+            assert uow.use_client_assertion(key, T0) is True
+            raise Boom
+
+    with pytest.raises(Boom):
+        use_then_fail()
+    with store.unit_of_work() as uow:
+        assert uow.use_client_assertion(key, T0) is True
+
+
+def test_purge_client_assertions_deletes_only_expired_ones(store: Store) -> None:
+    expired = [f"{i:064x}" for i in range(3)]
+    with store.unit_of_work() as uow:
+        for i, key in enumerate(expired):
+            assert uow.use_client_assertion(key, T0 - timedelta(seconds=i + 1))
+        assert uow.use_client_assertion("e" * 64, T0)
+        assert uow.use_client_assertion("f" * 64, T0 + timedelta(microseconds=1))
+    with store.unit_of_work() as uow:
+        assert uow.purge_client_assertions(T0) == 3
+    with store.unit_of_work() as uow:
+        # Purged ones may be used again (their assertions have long expired);
+        # the ones at or after the cutoff are still remembered.
+        assert [uow.use_client_assertion(k, T0) for k in expired] == [True] * 3
+        assert uow.use_client_assertion("e" * 64, T0) is False
+        assert uow.use_client_assertion("f" * 64, T0) is False
+        assert uow.purge_client_assertions(T0 - timedelta(days=1)) == 0
+
+
+def test_concurrent_uses_of_one_client_assertion_let_exactly_one_through(
+    open_store: StoreFactory,
+) -> None:
+    stores = [open_store() for _ in range(4)]
+    results: list[bool] = []
+    lock = threading.Lock()
+    start = threading.Barrier(len(stores))
+
+    def use(s: Store) -> None:
+        start.wait()
+        with s.unit_of_work() as uow:
+            outcome = uow.use_client_assertion("d" * 64, T0 + timedelta(minutes=1))
+        with lock:
+            results.append(outcome)
+
+    threads = [threading.Thread(target=use, args=(s,)) for s in stores]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert sorted(results) == [False, False, False, True]
 
 
 # --- revocation ----------------------------------------------------------------

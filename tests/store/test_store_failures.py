@@ -99,6 +99,8 @@ CALLS: dict[str, Callable[[UnitOfWork], Any]] = {
     "is_token_revoked": lambda u: u.is_token_revoked("tok_1"),
     "purge_revoked_tokens": lambda u: u.purge_revoked_tokens(NOW),
     "get_token_state": lambda u: u.get_token_state("client_1", "tok_1"),
+    "use_client_assertion": lambda u: u.use_client_assertion("a" * 64, NOW),
+    "purge_client_assertions": lambda u: u.purge_client_assertions(NOW),
 }
 
 # The locks touch no table on SQLite (its writer lock is taken at BEGIN), nor

@@ -58,6 +58,18 @@ class ClientCredentials:
 
 
 @dataclass(frozen=True)
+class KeyCredentials:
+    """An application's client_id and the private key it signs client assertions
+    with (private_key_jwt, RFC 7523 section 2.2)."""
+
+    client_id: str
+    private_key: Path
+    kid: str | None
+    # The assertion's aud: the server's issuer URL (or its token endpoint URL).
+    audience: str
+
+
+@dataclass(frozen=True)
 class Output:
     """How to print the result: a table for people, JSON for scripts, or one value."""
 
@@ -185,10 +197,14 @@ def connection_options(*, admin_key: bool = True) -> Callable[[Command], Command
     return decorate
 
 
-def client_credential_options(*, required: bool) -> Callable[[Command], Command]:
+def client_credential_options(
+    *, required: bool, keys: bool = False
+) -> Callable[[Command], Command]:
     """--client-id/--client-secret (or their variables) -> ``client``.
 
-    With required=False, ``client`` is None when neither is given.
+    With required=False, ``client`` is None when neither is given. With
+    ``keys``, --private-key (with --kid and --assertion-audience) may stand
+    for the secret: ``client`` is then a :class:`KeyCredentials`.
     """
 
     options: list[Callable[[Command], Command]] = [
@@ -208,14 +224,18 @@ def client_credential_options(*, required: bool) -> Callable[[Command], Command]
             "arguments show up in `ps`).",
         ),
     ]
+    if keys:
+        options += _key_options
 
     def decorate(func: Command) -> Command:
         @functools.wraps(func)
         def wrapper(
             *args: Any, client_id: str | None, client_secret: str | None, **kwargs: Any
         ) -> Any:
-            client = None
-            if client_id or client_secret:
+            client: ClientCredentials | KeyCredentials | None = None
+            if keys and kwargs.get("private_key") is not None:
+                client = _key_credentials(client_id, client_secret, kwargs)
+            elif client_id or client_secret:
                 if not (client_id and client_secret):
                     missing = "M2MAUTH_CLIENT_SECRET" if client_id else "M2MAUTH_CLIENT_ID"
                     flag = "--client-secret" if client_id else "--client-id"
@@ -228,11 +248,58 @@ def client_credential_options(*, required: bool) -> Callable[[Command], Command]
                     "no client credentials: set M2MAUTH_CLIENT_ID and M2MAUTH_CLIENT_SECRET "
                     "or pass --client-id and --client-secret"
                 )
+            for name in ("private_key", "kid", "assertion_audience"):
+                kwargs.pop(name, None)
             return func(*args, client=client, **kwargs)
 
         return _apply(wrapper, options)
 
     return decorate
+
+
+_key_options: list[Callable[[Command], Command]] = [
+    click.option(
+        "--private-key",
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        envvar="M2MAUTH_PRIVATE_KEY",
+        show_envvar=True,
+        metavar="FILE",
+        help="Authenticate with a client assertion signed by this PEM private key "
+        "(private_key_jwt) instead of a secret: RSA (RS256), EC P-256 (ES256) or Ed25519.",
+    ),
+    click.option(
+        "--kid",
+        envvar="M2MAUTH_KID",
+        show_envvar=True,
+        metavar="KID",
+        help="With --private-key: the kid of its public key in the application's JWK Set.",
+    ),
+    click.option(
+        "--assertion-audience",
+        envvar="M2MAUTH_ASSERTION_AUDIENCE",
+        show_envvar=True,
+        metavar="URL",
+        help="With --private-key: the server's issuer URL, the assertion's aud.",
+    ),
+]
+
+
+def _key_credentials(
+    client_id: str | None, client_secret: str | None, kwargs: dict[str, Any]
+) -> KeyCredentials:
+    if client_secret:
+        raise usage_failure("use --private-key or a client secret, not both")
+    if not client_id:
+        raise usage_failure(
+            "--private-key needs the client_id: set M2MAUTH_CLIENT_ID or pass --client-id"
+        )
+    audience = kwargs.get("assertion_audience")
+    if not audience:
+        raise usage_failure(
+            "--private-key needs --assertion-audience (or M2MAUTH_ASSERTION_AUDIENCE): "
+            "the server's issuer URL"
+        )
+    return KeyCredentials(client_id, kwargs["private_key"], kwargs.get("kid"), audience)
 
 
 def output_options(

@@ -9,11 +9,21 @@ from datetime import UTC, datetime, timedelta
 
 from m2mauth.core import audit, defaults, ids, validation
 from m2mauth.core.changes import Change, Kind
+from m2mauth.core.client_keys import checked_jwks_uri, normalized_jwks
 from m2mauth.core.clock import Clock
 from m2mauth.core.credentials import CLIENT_SECRET_PREFIX, CredentialHasher
 from m2mauth.core.errors import InvalidField, NotFound, SecretLimitReached
+from m2mauth.core.federation import FIELD as FEDERATION_FIELD
+from m2mauth.core.federation import checked_credentials
 from m2mauth.core.interfaces import Store, UnitOfWork
-from m2mauth.core.models import Application, ClientSecret, DailyUsage, Principal
+from m2mauth.core.models import (
+    Application,
+    ClientSecret,
+    DailyUsage,
+    FederatedCredential,
+    Principal,
+    TokenEndpointAuthMethod,
+)
 from m2mauth.core.organizations import visible_organization
 from m2mauth.core.pagination import Page, Pager, PageTokenCodec
 from m2mauth.core.permissions import Permission, require
@@ -26,7 +36,12 @@ UPDATABLE = (
     "token_ttl_seconds",
     "token_quota_per_minute",
     "enabled",
+    "token_endpoint_auth_method",
+    "jwks",
+    "jwks_uri",
+    "federated_credentials",
 )
+AUTH_FIELDS = ("token_endpoint_auth_method", "jwks", "jwks_uri", "federated_credentials")
 RESOURCE = "application"
 APP_READ = Permission.APPLICATIONS_READ
 APP_WRITE = Permission.APPLICATIONS_WRITE
@@ -47,6 +62,68 @@ class ApplicationFields:
     token_ttl_seconds: int = 0
     token_quota_per_minute: int = 0
     enabled: bool | None = None
+    # None: the default, client_secret.
+    token_endpoint_auth_method: TokenEndpointAuthMethod | None = None
+    # The public JWK Set as JSON, or the URL to fetch it from: one of them
+    # with private_key_jwt, neither otherwise.
+    jwks: str = ""
+    jwks_uri: str = ""
+    # The external identities it trusts: with federated only (core/federation.py).
+    federated_credentials: Sequence[FederatedCredential] = ()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class AuthSettings:
+    """An application's client authentication, as stored."""
+
+    token_endpoint_auth_method: TokenEndpointAuthMethod
+    jwks: str
+    jwks_uri: str
+    federated_credentials: tuple[FederatedCredential, ...] = ()
+
+
+def auth_settings(
+    token_endpoint_auth_method: TokenEndpointAuthMethod | None,
+    jwks: str,
+    jwks_uri: str,
+    federated_credentials: Sequence[FederatedCredential] = (),
+    *,
+    allow_http_loopback: bool = False,
+) -> AuthSettings:
+    """One way to authenticate, never silently two: a JWK Set (inline or by URI,
+    not both) goes with private_key_jwt and only with it, federated credentials
+    with federated and only with it; they are checked and normalised here."""
+    method = token_endpoint_auth_method or TokenEndpointAuthMethod.CLIENT_SECRET
+    if method is not TokenEndpointAuthMethod.FEDERATED and federated_credentials:
+        raise InvalidField(
+            FEDERATION_FIELD, "must be empty unless token_endpoint_auth_method is federated"
+        )
+    if method is not TokenEndpointAuthMethod.PRIVATE_KEY_JWT:
+        for name, value in (("jwks", jwks), ("jwks_uri", jwks_uri)):
+            if value:
+                raise InvalidField(
+                    f"application.{name}",
+                    "must be empty unless token_endpoint_auth_method is private_key_jwt",
+                )
+        trusted = (
+            checked_credentials(federated_credentials, allow_http_loopback=allow_http_loopback)
+            if method is TokenEndpointAuthMethod.FEDERATED
+            else ()
+        )
+        return AuthSettings(method, "", "", trusted)
+    if jwks and jwks_uri:
+        raise InvalidField("application.jwks_uri", "give jwks or jwks_uri, not both")
+    if jwks_uri:
+        uri = checked_jwks_uri(
+            "application.jwks_uri", jwks_uri, allow_http_loopback=allow_http_loopback
+        )
+        return AuthSettings(method, "", uri)
+    if not jwks:
+        raise InvalidField(
+            "application.jwks",
+            "is required (or jwks_uri) when token_endpoint_auth_method is private_key_jwt",
+        )
+    return AuthSettings(method, normalized_jwks("application.jwks", jwks), "")
 
 
 def visible_application(uow: UnitOfWork, principal: Principal, app_id: str) -> Application:
@@ -68,6 +145,8 @@ class Applications:
         clock: Clock,
         max_secrets: int = defaults.MAX_CLIENT_SECRETS,
         max_token_ttl_seconds: int = defaults.MAX_TOKEN_TTL_SECONDS,
+        *,
+        allow_http_jwks_uri_on_loopback: bool = False,
     ) -> None:
         self._store = store
         self._pages = pages
@@ -77,6 +156,8 @@ class Applications:
         # An override above the server's cap would be clamped at issuance:
         # refuse it here, where the operator can see why.
         self._max_token_ttl = max_token_ttl_seconds
+        # --dev: a jwks_uri may be http to a loopback host (a local test issuer).
+        self._http_loopback = allow_http_jwks_uri_on_loopback
 
     # --- applications ----------------------------------------------------
     def create(
@@ -87,6 +168,13 @@ class Applications:
             raise InvalidField("application.organization_id", "is required")
         now = self._clock()
         ms = int(now.timestamp() * 1000)
+        auth = auth_settings(
+            f.token_endpoint_auth_method,
+            f.jwks,
+            f.jwks_uri,
+            f.federated_credentials,
+            allow_http_loopback=self._http_loopback,
+        )
         app = Application(
             id=ids.new_id(ids.APPLICATION, ms),
             client_id=ids.new_id(ids.CLIENT, ms),
@@ -102,6 +190,10 @@ class Applications:
             enabled=True if f.enabled is None else f.enabled,
             created_at=now,
             updated_at=now,
+            token_endpoint_auth_method=auth.token_endpoint_auth_method,
+            jwks=auth.jwks,
+            jwks_uri=auth.jwks_uri,
+            federated_credentials=auth.federated_credentials,
         )
         with self._store.unit_of_work() as uow:
             try:
@@ -118,6 +210,7 @@ class Applications:
                     organization_id=organization_id,
                     application_id=app.id,
                     target=app.id,
+                    details={"token_endpoint_auth_method": auth.token_endpoint_auth_method.value},
                 )
             )
         return app
@@ -171,10 +264,26 @@ class Applications:
             changes["enabled"] = bool(f.enabled)
         with self._store.unit_of_work() as uow:
             current = visible_application(uow, principal, app_id)
+            if paths & set(AUTH_FIELDS):
+                # Checked together, a field left out of the mask keeping its
+                # stored value.
+                chosen = {
+                    name: getattr(f if name in paths else current, name) for name in AUTH_FIELDS
+                }
+                auth = auth_settings(**chosen, allow_http_loopback=self._http_loopback)
+                # Not dataclasses.asdict: it would turn the credentials into dicts.
+                changes.update({f.name: getattr(auth, f.name) for f in dataclasses.fields(auth)})
             now = self._clock()
             updated = dataclasses.replace(current, updated_at=now, **changes)  # type: ignore[arg-type]
             uow.update_application(updated)
+            # Every process's client caches follow (core/changes.py): a new method
+            # or key set is used, an old one refused, at once.
             uow.announce(Change(Kind.APPLICATION, app_id))
+            details = {"fields": ",".join(sorted(paths))}
+            if "token_endpoint_auth_method" in changes:
+                # Public facts only: the JWK Set holds public keys, but the
+                # audit trail needs no more than the method.
+                details["token_endpoint_auth_method"] = updated.token_endpoint_auth_method.value
             uow.add_audit_event(
                 audit.event(
                     now,
@@ -183,7 +292,7 @@ class Applications:
                     organization_id=current.organization_id,
                     application_id=app_id,
                     target=app_id,
-                    details={"fields": ",".join(sorted(paths))},
+                    details=details,
                 )
             )
         return updated

@@ -1,8 +1,9 @@
 """Client authentication at the token endpoint (RFC 6749 section 2.3): the seam.
 
 A :class:`ClientAuthMethod` is one way for a client to prove who it is
-(client_secret_basic and client_secret_post today, see
-:mod:`m2mauth.core.client_secret_auth`). :class:`ClientAuthentication` picks
+(client_secret_basic and client_secret_post, see
+:mod:`m2mauth.core.client_secret_auth`; private_key_jwt, see
+:mod:`m2mauth.core.private_key_jwt`). :class:`ClientAuthentication` picks
 the method whose credentials the request carries and lets it decide. Every
 failure is the one :class:`~m2mauth.core.errors.InvalidClient`, whatever the
 method and whatever the reason, so a caller never learns why; the reason goes
@@ -27,11 +28,11 @@ MAX_CLIENT_ID_LENGTH = 64
 
 class AuthenticatedClient(NamedTuple):
     """The application that proved its identity, its organization and the
-    secret it used."""
+    secret it used (None when it used no secret: private_key_jwt)."""
 
     application: Application
     organization: Organization
-    secret: ClientSecret
+    secret: ClientSecret | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +64,10 @@ class ClientAuthMethod(Protocol):
 
     def presented(self, credentials: ClientCredentials) -> bool:
         """Whether the request carries this method's credentials."""
+        ...
+
+    def claimed_client_id(self, credentials: ClientCredentials) -> str:
+        """Who the credentials claim to be, before any check (for throttling)."""
         ...
 
     def authenticate(
@@ -109,6 +114,18 @@ class ClientAuthentication:
                 "client_authentication", "use exactly one client authentication method"
             )
         return chosen[0].authenticate(credentials, on_failure)
+
+    def claimed_client_id(self, credentials: ClientCredentials) -> str:
+        """Who the request claims to be, unverified: the client_id sent, else what
+        the presented method's credentials name (an assertion's ``sub``). The
+        failure throttle counts against it, so an assertion's failures are
+        throttled per client like a secret's."""
+        if credentials.client_id:
+            return credentials.client_id
+        for method in self._methods:
+            if method.presented(credentials):
+                return method.claimed_client_id(credentials)
+        return ""
 
     def invalidate(self, client_id: str | None = None) -> None:
         for method in self._methods:

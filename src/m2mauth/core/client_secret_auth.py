@@ -44,7 +44,7 @@ from m2mauth.core.client_auth import (
 from m2mauth.core.clock import Clock
 from m2mauth.core.credentials import CredentialHasher
 from m2mauth.core.interfaces import Store
-from m2mauth.core.models import Application, ClientSecret, Organization
+from m2mauth.core.models import Application, ClientSecret, Organization, TokenEndpointAuthMethod
 from m2mauth.core.policy import (
     DEFAULT_CLIENT_CACHE_TTL_SECONDS,
     FEED_CACHE_TTL_SECONDS,
@@ -112,6 +112,9 @@ class ClientSecretAuth:
 
     def presented(self, credentials: ClientCredentials) -> bool:
         return bool(credentials.client_secret)
+
+    def claimed_client_id(self, credentials: ClientCredentials) -> str:
+        return credentials.client_id
 
     def authenticate(
         self, credentials: ClientCredentials, on_failure: FailureSink | None = None
@@ -236,10 +239,22 @@ class ClientSecretAuth:
             self._hasher.matches(presented, self._hasher.decoy_hash)
         if matched is None:
             return None, "invalid_secret"
-        if not lookup.application.enabled:
-            return None, "application_disabled"
-        if lookup.organization is None:
-            return None, "organization_missing"
-        if not lookup.organization.enabled:
-            return None, "organization_disabled"
+        refused = _refusal(lookup.application, lookup.organization)
+        if refused or lookup.organization is None:
+            return None, refused
         return AuthenticatedClient(lookup.application, lookup.organization, matched), ""
+
+
+def _refusal(app: Application, org: Organization | None) -> str:
+    """Why a client whose secret matched may still not authenticate ("" if it may)."""
+    if app.token_endpoint_auth_method is not TokenEndpointAuthMethod.CLIENT_SECRET:
+        # One method per application, never both: a private_key_jwt
+        # application's secrets (if it has any) do not authenticate it.
+        return "auth_method_not_allowed"
+    if not app.enabled:
+        return "application_disabled"
+    if org is None:
+        return "organization_missing"
+    if not org.enabled:
+        return "organization_disabled"
+    return ""

@@ -192,6 +192,23 @@ class RevocationStore(Protocol):
         ...
 
 
+class ClientAssertionStore(Protocol):
+    """Client assertions already used (RFC 7523 section 3 item 7), until they
+    expire: shared by every process on the database, so a replay is refused
+    whichever replica it reaches."""
+
+    def use_client_assertion(self, key: str, expires_at: datetime) -> bool:
+        """Remember the assertion ``key`` (a fixed-size digest, see
+        core/private_key_jwt.py) until ``expires_at``; False if it was already
+        remembered, by this process or any other (INSERT ... ON CONFLICT DO
+        NOTHING: of two concurrent uses exactly one gets True)."""
+        ...
+
+    def purge_client_assertions(self, expired_before: datetime) -> int:
+        """Forget assertions that expired before this; return how many."""
+        ...
+
+
 class ChangeLog(Protocol):
     """What other processes must hear about (see core/changes.py)."""
 
@@ -213,6 +230,7 @@ class UnitOfWork(
     AuditStore,
     SigningKeyStore,
     RevocationStore,
+    ClientAssertionStore,
     Protocol,
 ):
     """Every aggregate's interface, in one transaction."""

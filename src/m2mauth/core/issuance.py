@@ -5,9 +5,10 @@ the :class:`~m2mauth.core.client_auth.ClientAuthentication` seam and hands the
 request to the registered :class:`Grant` (client_credentials today, see
 :mod:`m2mauth.core.client_credentials`). Every grant mints its token with
 :class:`AccessTokens`: claims, signature with the CURRENT key (already parsed,
-its header already encoded: :mod:`m2mauth.core.jws`),
-usage recorded in memory, one structured log line. No store write happens
-here; see :mod:`m2mauth.core.usage`.
+its header already encoded: :mod:`m2mauth.core.jws`), usage recorded in
+memory, one structured log line. Minting writes nothing to the store (see
+:mod:`m2mauth.core.usage`); only private_key_jwt authentication does, to
+record the assertion it accepted (:mod:`m2mauth.core.assertion_replay`).
 """
 
 from __future__ import annotations
@@ -69,7 +70,8 @@ class AccessTokens:
         claims = self._claims(client, scopes, aud, int(now.timestamp()), ttl)
         signer = self._ring.signer()
         token = signer.sign(claims)
-        self._usage.record(client.secret, now)
+        secret_id = client.secret.id if client.secret is not None else ""
+        self._usage.record(client.application.id, secret_id, now)
         log.info(
             "token issued",
             extra={
@@ -77,7 +79,7 @@ class AccessTokens:
                 "client_id": client.application.client_id,
                 "application_id": client.application.id,
                 "org_id": client.organization.id,
-                "secret_id": client.secret.id,
+                "secret_id": secret_id,
                 "scope": claims.get("scope", ""),
                 "aud": aud,
                 "kid": signer.kid,
@@ -165,9 +167,12 @@ def authenticate_throttled(
     (RateLimited, before any store read); a failure spends from its buckets."""
     if throttle is None:
         return clients.authenticate(credentials, sink)
-    throttle.check(credentials.client_id, source)
+    # The client_id sent, or the one an assertion claims: either way its
+    # failures are counted against that client (and the address).
+    client_id = clients.claimed_client_id(credentials)
+    throttle.check(client_id, source)
     try:
         return clients.authenticate(credentials, sink)
     except InvalidClient:
-        throttle.failed(credentials.client_id, source)
+        throttle.failed(client_id, source)
         raise

@@ -19,6 +19,30 @@ class Organization:
     tokens_revoked_before: datetime | None = None
 
 
+class TokenEndpointAuthMethod(enum.Enum):
+    """How an application authenticates at the token endpoint: exactly one way
+    (the RFC 7591 section 2 ``token_endpoint_auth_method`` of the application)."""
+
+    # client_secret_basic or client_secret_post (RFC 6749 section 2.3.1).
+    CLIENT_SECRET = "client_secret"  # noqa: S105 - a method name, not a secret
+    # A JWT signed with a key of the application's JWK Set (RFC 7523 section 2.2).
+    PRIVATE_KEY_JWT = "private_key_jwt"
+    # A token its workload's own platform issued (Kubernetes, GitHub Actions...),
+    # matching one of its federated credentials (workload identity federation).
+    FEDERATED = "federated"
+
+
+@dataclass(frozen=True, slots=True)
+class FederatedCredential:
+    """An external identity an application trusts: tokens from ``issuer`` (an
+    OpenID Connect issuer) for ``audience`` whose ``sub`` is ``subject``, or
+    starts with it when it ends with "*"."""
+
+    issuer: str
+    subject: str
+    audience: str
+
+
 @dataclass(frozen=True, slots=True)
 class Application:
     id: str
@@ -35,6 +59,14 @@ class Application:
     tokens_revoked_before: datetime | None = None
     # At most this many tokens per minute; 0: no quota.
     token_quota_per_minute: int = 0
+    token_endpoint_auth_method: TokenEndpointAuthMethod = TokenEndpointAuthMethod.CLIENT_SECRET
+    # The public JWK Set (RFC 7517 section 5) its assertions are signed with,
+    # as normalised JSON (public members only); "" unless PRIVATE_KEY_JWT.
+    jwks: str = ""
+    # Or where to fetch that JWK Set (https); "" when jwks is inline or unused.
+    jwks_uri: str = ""
+    # The external identities it trusts; empty unless FEDERATED.
+    federated_credentials: tuple[FederatedCredential, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,13 +11,19 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from m2mauth.core import defaults
+from m2mauth.core.assertion_replay import UsedAssertions
 from m2mauth.core.changes import Freshness
+from m2mauth.core.client_keys import RemoteJwks
 from m2mauth.core.clock import Clock
 from m2mauth.core.credentials import CredentialHasher
 from m2mauth.core.interfaces import Store
 from m2mauth.core.issuance import AccessTokens
 
 DEFAULT_CLIENT_CACHE_TTL_SECONDS = 5.0
+# Where the token endpoint is under the issuer URL (the HTTP shim serves it there;
+# a client assertion's aud may name it, RFC 7523 section 3 item 3).
+TOKEN_ENDPOINT_PATH = "/oauth2/token"  # noqa: S105 - a path, not a secret
 # With a change feed, caches are kept exact by it; this only bounds how long an
 # entry lives if a change were somehow never delivered.
 FEED_CACHE_TTL_SECONDS = 300.0
@@ -39,6 +45,12 @@ class TokenPolicy:
     # long before it signs.
     jwks_max_age_seconds: int
     clock_leeway_seconds: int
+    # The longest a private_key_jwt assertion's exp may be ahead of now.
+    client_assertion_max_lifetime_seconds: int = defaults.CLIENT_ASSERTION_MAX_LIFETIME_SECONDS
+
+    @property
+    def token_endpoint_url(self) -> str:
+        return self.issuer.rstrip("/") + TOKEN_ENDPOINT_PATH
 
     def __post_init__(self) -> None:
         if not self.issuer:
@@ -59,3 +71,7 @@ class TokenParts:
     monotonic: Callable[[], float] = field(default=time.monotonic)
     # The change feed's health, when there is one (core/changes.py).
     freshness: Freshness | None = None
+    # The replay record of client assertions (private_key_jwt).
+    used_assertions: UsedAssertions | None = None
+    # Fetches (and caches) the JWK Sets of applications with a jwks_uri.
+    remote_jwks: RemoteJwks | None = None

@@ -15,9 +15,12 @@ from typing import Protocol
 
 from m2mauth.core.client_auth import ClientAuthMethod
 from m2mauth.core.client_credentials import ClientCredentialsGrant
+from m2mauth.core.client_keys import ASSERTION_ALGORITHMS
 from m2mauth.core.client_secret_auth import ClientSecretAuth
+from m2mauth.core.federated_auth import FederatedCredentialAuth
 from m2mauth.core.issuance import Grant
 from m2mauth.core.policy import TokenParts
+from m2mauth.core.private_key_jwt import PrivateKeyJwtAuth
 
 
 class ClientAuthMethodType(Protocol):
@@ -38,7 +41,11 @@ class GrantType(Protocol):
     def from_parts(self, parts: TokenParts) -> Grant: ...
 
 
-CLIENT_AUTH_METHODS: tuple[ClientAuthMethodType, ...] = (ClientSecretAuth,)
+CLIENT_AUTH_METHODS: tuple[ClientAuthMethodType, ...] = (
+    ClientSecretAuth,
+    PrivateKeyJwtAuth,
+    FederatedCredentialAuth,
+)
 GRANTS: tuple[GrantType, ...] = (ClientCredentialsGrant,)
 
 
@@ -47,10 +54,14 @@ class Capabilities:
     """What RFC 8414 section 2 asks a server to advertise about its token endpoint."""
 
     grant_types: tuple[str, ...]
+    # At the token endpoint, and for introspection and revocation callers.
     client_auth_methods: tuple[str, ...]
+    # RFC 8414 token_endpoint_auth_signing_alg_values_supported (private_key_jwt).
+    assertion_signing_algorithms: tuple[str, ...]
 
 
 SUPPORTED = Capabilities(
     grant_types=tuple(grant.grant_type for grant in GRANTS),
     client_auth_methods=tuple(name for method in CLIENT_AUTH_METHODS for name in method.names),
+    assertion_signing_algorithms=ASSERTION_ALGORITHMS,
 )

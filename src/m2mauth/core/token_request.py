@@ -20,6 +20,9 @@ class ClientCredentials:
 
     client_id: str = ""
     client_secret: str = ""
+    # RFC 7521 section 4.2 / RFC 7523 section 2.2 (private_key_jwt).
+    client_assertion_type: str = ""
+    client_assertion: str = ""
 
 
 @dataclass(frozen=True, slots=True)

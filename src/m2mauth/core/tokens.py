@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from m2mauth.core import ids
+from m2mauth.core.assertion_replay import UsedAssertions
 from m2mauth.core.changes import Freshness, Subscriber
 from m2mauth.core.client_auth import (
     AuthenticatedClient,
@@ -31,6 +32,7 @@ from m2mauth.core.client_auth import (
     ClientAuthentication,
     FailureSink,
 )
+from m2mauth.core.client_keys import RemoteJwks
 from m2mauth.core.clock import Clock
 from m2mauth.core.credentials import CredentialHasher
 from m2mauth.core.failures import FailedAttempts, presented_actor
@@ -100,6 +102,7 @@ class TokenComponents:
     revoker: Revoker
     keys: SigningKeyAdmin
     clock: Clock
+    used_assertions: UsedAssertions
 
     # --- the operations the transports call ---------------------------------
     def issue_token(self, request: TokenRequest) -> IssuedToken:
@@ -159,11 +162,15 @@ class TokenComponents:
             self.failures.flush(final=final)
 
     def maintenance(self) -> None:
-        """Key refresh/retire/rotate, then purge of expired revocations."""
+        """Key refresh/retire/rotate, then purge of expired revocations and of
+        used client assertions that have expired."""
         try:
             self.ring.maintenance()
         finally:
-            self.revoker.purge()
+            try:
+                self.revoker.purge()
+            finally:
+                self.used_assertions.purge()
 
 
 def build_token_components(
@@ -182,6 +189,7 @@ def build_token_components(
     client_cache_ttl_seconds: float = DEFAULT_CLIENT_CACHE_TTL_SECONDS,
     key_refresh_interval_seconds: float = DEFAULT_REFRESH_INTERVAL_SECONDS,
     monotonic: Callable[[], float] = time.monotonic,
+    remote_jwks: RemoteJwks | None = None,
 ) -> TokenComponents:
     """The token side over one store, with every registered method and grant."""
     ring = SigningKeyRing(
@@ -196,6 +204,7 @@ def build_token_components(
         refresh_interval_seconds=key_refresh_interval_seconds,
     )
     usage = UsageRecorder(store)
+    used_assertions = UsedAssertions(store, clock)
     parts = TokenParts(
         policy=policy,
         store=store,
@@ -205,6 +214,8 @@ def build_token_components(
         client_cache_ttl_seconds=client_cache_ttl_seconds,
         monotonic=monotonic,
         freshness=freshness,
+        used_assertions=used_assertions,
+        remote_jwks=remote_jwks,
     )
     clients = ClientAuthentication([method.from_parts(parts) for method in CLIENT_AUTH_METHODS])
     signed = SignedTokens(ring, policy.issuer)
@@ -233,4 +244,5 @@ def build_token_components(
         revoker=Revoker(store, signed, clock, leeway_seconds=policy.clock_leeway_seconds),
         keys=SigningKeyAdmin(ring, pages),
         clock=clock,
+        used_assertions=used_assertions,
     )

@@ -21,7 +21,7 @@ import threading
 from datetime import UTC, date, datetime
 
 from m2mauth.core.interfaces import Store
-from m2mauth.core.models import AdminKeyUsage, ClientSecret, SecretUsage
+from m2mauth.core.models import AdminKeyUsage, SecretUsage
 
 log = logging.getLogger("m2mauth.usage")
 
@@ -32,19 +32,23 @@ class UsageRecorder:
     def __init__(self, store: Store) -> None:
         self._store = store
         self._lock = threading.Lock()
-        # One entry per secret and day, so every entry's tokens fall on one day.
-        self._pending: dict[tuple[str, date], SecretUsage] = {}
+        # One entry per application, secret and day, so every entry's tokens
+        # fall on one day (and secretless ones of two applications stay apart).
+        self._pending: dict[tuple[str, str, date], SecretUsage] = {}
 
-    def record(self, secret: ClientSecret, when: datetime) -> None:
-        key = (secret.id, when.astimezone(UTC).date())
+    def record(self, application_id: str, secret_id: str, when: datetime) -> None:
+        """One token issued to the application with this secret; ``secret_id`` ""
+        when it used none (private_key_jwt): then only the application's day
+        is counted, as the store ignores usage of a secret it does not have."""
+        key = (application_id, secret_id, when.astimezone(UTC).date())
         with self._lock:
             seen = self._pending.get(key)
             if seen is None:
-                self._pending[key] = SecretUsage(secret.id, secret.application_id, when, 1)
+                self._pending[key] = SecretUsage(secret_id, application_id, when, 1)
             else:
                 self._pending[key] = SecretUsage(
-                    secret.id,
-                    secret.application_id,
+                    secret_id,
+                    application_id,
                     max(seen.last_used_at, when),
                     seen.tokens_issued + 1,
                 )

@@ -60,7 +60,41 @@ def application(app: models.Application) -> resources_pb2.Application:
         enabled=app.enabled,
         create_time=timestamp(app.created_at),
         update_time=timestamp(app.updated_at),
+        token_endpoint_auth_method=AUTH_METHODS[app.token_endpoint_auth_method],
+        jwks=app.jwks,
+        jwks_uri=app.jwks_uri,
+        federated_credentials=[
+            resources_pb2.FederatedCredential(
+                issuer=c.issuer, subject=c.subject, audience=c.audience
+            )
+            for c in app.federated_credentials
+        ],
     )
+
+
+AUTH_METHODS: dict[
+    models.TokenEndpointAuthMethod, resources_pb2.TokenEndpointAuthMethod.ValueType
+] = {
+    models.TokenEndpointAuthMethod.CLIENT_SECRET: (
+        resources_pb2.TOKEN_ENDPOINT_AUTH_METHOD_CLIENT_SECRET
+    ),
+    models.TokenEndpointAuthMethod.PRIVATE_KEY_JWT: (
+        resources_pb2.TOKEN_ENDPOINT_AUTH_METHOD_PRIVATE_KEY_JWT
+    ),
+    models.TokenEndpointAuthMethod.FEDERATED: resources_pb2.TOKEN_ENDPOINT_AUTH_METHOD_FEDERATED,
+}
+
+
+def auth_method(
+    value: resources_pb2.TokenEndpointAuthMethod.ValueType,
+) -> models.TokenEndpointAuthMethod | None:
+    """The method a request names; None for UNSPECIFIED (client_secret applies)."""
+    if value == resources_pb2.TOKEN_ENDPOINT_AUTH_METHOD_UNSPECIFIED:
+        return None
+    for method, number in AUTH_METHODS.items():
+        if number == value:
+            return method
+    raise InvalidField("application.token_endpoint_auth_method", f"unknown method {value}")
 
 
 def client_secret(secret: models.ClientSecret) -> resources_pb2.ClientSecret:

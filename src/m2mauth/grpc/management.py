@@ -11,7 +11,7 @@ import grpc
 from m2mauth.core.admin_keys import AdminKeys
 from m2mauth.core.applications import ApplicationFields, Applications
 from m2mauth.core.audit import AuditReader
-from m2mauth.core.models import AuditFilter
+from m2mauth.core.models import AuditFilter, FederatedCredential
 from m2mauth.core.organizations import Organizations
 from m2mauth.grpc import convert
 from m2mauth.grpc.auth import admin_principal
@@ -116,6 +116,12 @@ def _fields(a: resources_pb2.Application) -> ApplicationFields:
         token_ttl_seconds=a.token_ttl_seconds,
         token_quota_per_minute=a.token_quota_per_minute,
         enabled=_enabled(a),
+        token_endpoint_auth_method=convert.auth_method(a.token_endpoint_auth_method),
+        jwks=a.jwks,
+        jwks_uri=a.jwks_uri,
+        federated_credentials=[
+            FederatedCredential(c.issuer, c.subject, c.audience) for c in a.federated_credentials
+        ],
     )
 
 

@@ -1,8 +1,9 @@
 """TokenService: issue, introspect, revoke, JWKS. Parse, call the core, map back.
 
 Introspect and RevokeToken authenticate the caller by the request's client
-credentials when client_id is set (RFC 7662 section 2.1, RFC 7009 section
-2.1), otherwise by the admin key in the ``authorization`` metadata.
+credentials (a secret or a client assertion) when it carries any (RFC 7662
+section 2.1, RFC 7009 section 2.1), otherwise by the admin key in the
+``authorization`` metadata.
 """
 
 from __future__ import annotations
@@ -18,6 +19,18 @@ from m2mauth.grpc.errors import translate_errors
 from m2mauth.v1 import resources_pb2
 from m2mauth.v1 import token_service_pb2 as token_pb
 from m2mauth.v1 import token_service_pb2_grpc as token_grpc
+
+
+def _credentials(
+    request: token_pb.IssueTokenRequest | token_pb.IntrospectRequest | token_pb.RevokeTokenRequest,
+) -> ClientCredentials:
+    """What the caller presented: a client secret or a client assertion (RFC 7523)."""
+    return ClientCredentials(
+        request.client_id,
+        request.client_secret,
+        request.client_assertion_type,
+        request.client_assertion,
+    )
 
 
 class TokenServicer(token_grpc.TokenServiceServicer):
@@ -42,7 +55,7 @@ class TokenServicer(token_grpc.TokenServiceServicer):
         issued = self._tokens.issue_token(
             TokenRequest(
                 grant_type=request.grant_type,
-                credentials=ClientCredentials(request.client_id, request.client_secret),
+                credentials=_credentials(request),
                 scope=request.scope,
                 audience=request.audience,
                 source=peer_address(context),
@@ -59,7 +72,7 @@ class TokenServicer(token_grpc.TokenServiceServicer):
     def Introspect(
         self, request: token_pb.IntrospectRequest, context: grpc.ServicerContext
     ) -> token_pb.IntrospectResponse:
-        credentials = ClientCredentials(request.client_id, request.client_secret)
+        credentials = _credentials(request)
         caller = self._caller(credentials, INTROSPECT_FAILED, context)
         answer = self._tokens.introspect(request.token, caller)
         if not answer["active"]:
@@ -83,7 +96,7 @@ class TokenServicer(token_grpc.TokenServiceServicer):
     def RevokeToken(
         self, request: token_pb.RevokeTokenRequest, context: grpc.ServicerContext
     ) -> token_pb.RevokeTokenResponse:
-        credentials = ClientCredentials(request.client_id, request.client_secret)
+        credentials = _credentials(request)
         caller = self._caller(credentials, REVOKE_FAILED, context)
         self._tokens.revoke(request.token, caller)
         return token_pb.RevokeTokenResponse()

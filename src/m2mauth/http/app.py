@@ -20,6 +20,7 @@ from starlette.routing import BaseRoute, Mount, Route
 
 from m2mauth.client_address import Network, client_address
 from m2mauth.core.echo import shown
+from m2mauth.core.policy import TOKEN_ENDPOINT_PATH
 from m2mauth.core.registry import SUPPORTED
 from m2mauth.database_urls import STORE_TIMEOUT_SECONDS
 from m2mauth.http import forms
@@ -104,6 +105,8 @@ class OAuthEndpoints:
                 grant_type=form.get("grant_type", ""),
                 client_id=who.client_id,
                 client_secret=who.client_secret,
+                client_assertion_type=who.client_assertion_type,
+                client_assertion=who.client_assertion,
                 scope=form.get("scope", ""),
                 audience=form.get("resource", form.get("audience", "")),
             ),
@@ -128,6 +131,8 @@ class OAuthEndpoints:
                 token_type_hint=form.get("token_type_hint", ""),
                 client_id=who.client_id,
                 client_secret=who.client_secret,
+                client_assertion_type=who.client_assertion_type,
+                client_assertion=who.client_assertion,
             ),
             who.admin_key,
             source=self.source(request),
@@ -143,6 +148,8 @@ class OAuthEndpoints:
                 token_type_hint=form.get("token_type_hint", ""),
                 client_id=who.client_id,
                 client_secret=who.client_secret,
+                client_assertion_type=who.client_assertion_type,
+                client_assertion=who.client_assertion,
             ),
             who.admin_key,
             source=self.source(request),
@@ -175,19 +182,25 @@ class OAuthEndpoints:
                 issuer,
             )
         methods = SUPPORTED.client_auth_methods
+        algorithms = list(SUPPORTED.assertion_signing_algorithms)
         # RFC 8414 section 2: exactly what this server supports, nothing more
         # (the core's registry says what that is).
         document = {
             "issuer": issuer,
-            "token_endpoint": f"{base}/oauth2/token",
+            "token_endpoint": f"{base}{TOKEN_ENDPOINT_PATH}",
             "jwks_uri": f"{base}/oauth2/jwks",
             "introspection_endpoint": f"{base}/oauth2/introspection",
             "revocation_endpoint": f"{base}/oauth2/revoke",
             "grant_types_supported": list(SUPPORTED.grant_types),
             "response_types_supported": [],
             "token_endpoint_auth_methods_supported": list(methods),
+            # RFC 8414 section 2: the JWS algorithms of private_key_jwt assertions,
+            # which "MUST be present" wherever private_key_jwt is listed.
+            "token_endpoint_auth_signing_alg_values_supported": algorithms,
             "introspection_endpoint_auth_methods_supported": [*methods, "bearer"],
+            "introspection_endpoint_auth_signing_alg_values_supported": algorithms,
             "revocation_endpoint_auth_methods_supported": [*methods, "bearer"],
+            "revocation_endpoint_auth_signing_alg_values_supported": algorithms,
             "access_token_signing_alg_values_supported": sorted({k.alg for k in reply.keys}),
         }
         return JSONResponse(document, headers={"Cache-Control": "public, max-age=300"})
@@ -236,7 +249,7 @@ def create_http_app(
     (m2mauth.http.console); it renders its own errors as pages."""
     e = OAuthEndpoints(backend, issuer, metrics or ShimMetrics(), trusted_proxies, ready_timeout)
     routes: list[BaseRoute] = [
-        Route("/oauth2/token", e.observed("token", e.token), methods=["POST"]),
+        Route(TOKEN_ENDPOINT_PATH, e.observed("token", e.token), methods=["POST"]),
         Route(
             "/oauth2/introspection",
             e.observed("introspection", e.introspection),

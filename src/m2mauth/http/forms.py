@@ -70,20 +70,37 @@ class Caller:
     client_id: str = ""
     client_secret: str = ""
     admin_key: str | None = None
+    # private_key_jwt (RFC 7523 section 2.2).
+    client_assertion_type: str = ""
+    client_assertion: str = ""
 
 
 def caller(request: Request, form: dict[str, str], *, allow_admin_key: bool) -> Caller:
-    """Extract client credentials (RFC 6749 section 2.3.1) or an admin bearer key.
+    """Extract client credentials (RFC 6749 section 2.3.1), a client assertion
+    (RFC 7521 section 4.2) or an admin bearer key.
 
     Exactly one authentication method per request (RFC 6749 section 2.3:
     "The client MUST NOT use more than one authentication method in each
-    request").
+    request"); the core refuses a secret and an assertion together.
     """
     header = request.headers.get("authorization")
     body_id = form.get("client_id", "")
     body_secret = form.get("client_secret", "")
+    assertion = Caller(
+        client_assertion_type=form.get("client_assertion_type", ""),
+        client_assertion=form.get("client_assertion", ""),
+    )
+    if (assertion.client_assertion or assertion.client_assertion_type) and header is not None:
+        raise invalid_request(
+            "use one client authentication method: an Authorization header or a client assertion"
+        )
     if header is None:
-        return Caller(client_id=body_id, client_secret=body_secret)
+        return Caller(
+            client_id=body_id,
+            client_secret=body_secret,
+            client_assertion_type=assertion.client_assertion_type,
+            client_assertion=assertion.client_assertion,
+        )
     scheme, _, value = header.strip().partition(" ")
     value = value.strip()
     if scheme.lower() == "basic":
@@ -102,8 +119,9 @@ def caller(request: Request, form: dict[str, str], *, allow_admin_key: bool) -> 
             )
         return Caller(admin_key=value)
     raise invalid_request(
-        "unsupported authorization scheme: use Basic (client_secret_basic) or send "
-        "client_id and client_secret in the body (client_secret_post)"
+        "unsupported authorization scheme: use Basic (client_secret_basic), send "
+        "client_id and client_secret in the body (client_secret_post), or a "
+        "client_assertion (private_key_jwt)"
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from m2mauth.core.private_key_jwt import JWT_BEARER_ASSERTION_TYPE, MAX_ASSERTION_LENGTH
 from m2mauth.core.registry import SUPPORTED
 
 _ERROR = {
@@ -52,10 +53,26 @@ _CLIENT_FIELDS = {
     "client_id": {"type": "string", "description": "With client_secret_post."},
     "client_secret": {"type": "string", "description": "With client_secret_post."},
 }
+# private_key_jwt (RFC 7523 section 2.2).
+_ASSERTION_FIELDS: dict[str, Any] = {
+    "client_assertion_type": {
+        "type": "string",
+        "enum": [JWT_BEARER_ASSERTION_TYPE],
+        "description": "With private_key_jwt.",
+    },
+    "client_assertion": {
+        "type": "string",
+        "maxLength": MAX_ASSERTION_LENGTH,
+        "description": "With private_key_jwt: a JWT signed with a key of the application's "
+        "JWK Set (iss = sub = client_id, aud = the issuer or the token endpoint URL, exp "
+        "required and at most an hour ahead unless configured otherwise, a jti used once).",
+    },
+}
 _TOKEN_FIELDS = {
     "token": {"type": "string"},
     "token_type_hint": {"type": "string", "enum": ["access_token", "refresh_token"]},
     **_CLIENT_FIELDS,
+    **_ASSERTION_FIELDS,
 }
 # client_secret_post has no OpenAPI security scheme: the credentials are the
 # client_id/client_secret form fields above. An apiKey scheme would have to
@@ -91,6 +108,7 @@ def openapi_document(issuer: str) -> dict[str, Any]:
                             "resource": {"type": "string"},
                             "audience": {"type": "string"},
                             **_CLIENT_FIELDS,
+                            **_ASSERTION_FIELDS,
                         },
                         ["grant_type"],
                     ),

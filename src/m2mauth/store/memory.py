@@ -70,6 +70,8 @@ class _Tables:
     admin_keys: dict[str, AdminKey] = dataclasses.field(default_factory=dict)
     signing_keys: dict[str, SigningKey] = dataclasses.field(default_factory=dict)
     revoked_tokens: dict[str, RevokedToken] = dataclasses.field(default_factory=dict)
+    # Used client assertions: key -> expiry (client_assertions).
+    client_assertions: dict[str, datetime] = dataclasses.field(default_factory=dict)
     audit_events: dict[str, AuditEvent] = dataclasses.field(default_factory=dict)
     # (application_id, day) -> that day's usage (application_daily_usage).
     daily_usage: dict[tuple[str, date], DailyUsage] = dataclasses.field(default_factory=dict)
@@ -706,6 +708,24 @@ class _MemoryUnitOfWork:
         expired = [r.jti for r in t.revoked_tokens.values() if r.expires_at < cutoff]
         for jti in expired:
             del t.revoked_tokens[jti]
+        return len(expired)
+
+    # --- client assertions ----------------------------------------------------
+    def use_client_assertion(self, key: str, expires_at: datetime) -> bool:
+        expires_at = _utc(expires_at)
+        t = self._write()
+        # ON CONFLICT DO NOTHING: the first use is kept, and only it is "new".
+        if key in t.client_assertions:
+            return False
+        t.client_assertions[key] = expires_at
+        return True
+
+    def purge_client_assertions(self, expired_before: datetime) -> int:
+        cutoff = _utc(expired_before)
+        t = self._write()
+        expired = [key for key, expires in t.client_assertions.items() if expires < cutoff]
+        for key in expired:
+            del t.client_assertions[key]
         return len(expired)
 
     def get_token_state(self, client_id: str, jti: str) -> TokenState | None:

@@ -69,6 +69,7 @@ from m2mauth.store.tables import (
     applications,
     audit_events,
     change_log,
+    client_assertions,
     client_secrets,
     metadata,
     organizations,
@@ -90,6 +91,7 @@ RESOURCES = {
     admin_keys.name: "admin_key",
     signing_keys.name: "signing_key",
     revoked_tokens.name: "revoked_token",
+    client_assertions.name: "client_assertion",
     audit_events.name: "audit_event",
 }
 
@@ -680,6 +682,23 @@ class _SqlUnitOfWork:
 
     def purge_revoked_tokens(self, expired_before: datetime) -> int:
         return self._run(delete(revoked_tokens).where(revoked_tokens.c.expires_at < expired_before))
+
+    # --- client assertions ----------------------------------------------------
+    def use_client_assertion(self, key: str, expires_at: datetime) -> bool:
+        dialect_insert = postgresql.insert if self._postgres else sqlite.insert
+        # RETURNING, not rowcount: psycopg reports -1 for an INSERT ... ON CONFLICT.
+        inserted = self._rows(
+            dialect_insert(client_assertions)
+            .values(key=key, expires_at=expires_at)
+            .on_conflict_do_nothing(index_elements=[client_assertions.c.key])
+            .returning(client_assertions.c.key)
+        )
+        return len(inserted) == 1
+
+    def purge_client_assertions(self, expired_before: datetime) -> int:
+        return self._run(
+            delete(client_assertions).where(client_assertions.c.expires_at < expired_before)
+        )
 
     def get_token_state(self, client_id: str, jti: str) -> TokenState | None:
         if unstorable(client_id):

@@ -31,7 +31,12 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-from m2mauth.core.models import AdminKeyRole, SigningKeyState
+from m2mauth.core.models import (
+    AdminKeyRole,
+    FederatedCredential,
+    SigningKeyState,
+    TokenEndpointAuthMethod,
+)
 
 # Every constraint and index has a predictable name: Alembic migrations stay
 # deterministic, and a unique violation can be traced back to its column.
@@ -109,6 +114,29 @@ class StringDict(TypeDecorator[dict[str, str]]):
         return loaded
 
 
+class FederatedCredentials(TypeDecorator[tuple[FederatedCredential, ...]]):
+    """An application's federated credentials as a JSON array of objects."""
+
+    impl = Text
+    cache_ok = True
+
+    def process_bind_param(
+        self, value: tuple[FederatedCredential, ...] | None, dialect: Dialect
+    ) -> str | None:
+        if value is None:
+            return None
+        return json.dumps(
+            [{"issuer": c.issuer, "subject": c.subject, "audience": c.audience} for c in value]
+        )
+
+    def process_result_value(
+        self, value: str | None, dialect: Dialect
+    ) -> tuple[FederatedCredential, ...] | None:
+        if value is None:
+            return None
+        return tuple(FederatedCredential(**item) for item in json.loads(value))
+
+
 class EnumValue(TypeDecorator[enum.Enum]):
     """An enum stored as its string value (no database enum type to migrate)."""
 
@@ -168,6 +196,10 @@ applications = Table(
     Column("updated_at", UtcDateTime, nullable=False),
     Column("tokens_revoked_before", UtcDateTime, nullable=True),
     Column("token_quota_per_minute", Integer, nullable=False),
+    Column("token_endpoint_auth_method", EnumValue(TokenEndpointAuthMethod), nullable=False),
+    Column("jwks", Text, nullable=False),
+    Column("jwks_uri", Text, nullable=False),
+    Column("federated_credentials", FederatedCredentials, nullable=False),
     UniqueConstraint("client_id"),
     # Listing one organization's applications in id order.
     Index(None, "organization_id", "id"),
@@ -251,6 +283,20 @@ revoked_tokens = Table(
     Column("expires_at", UtcDateTime, nullable=False),
     Column("revoked_at", UtcDateTime, nullable=False),
     # Purging revocations of expired tokens.
+    Index(None, "expires_at"),
+)
+
+# Client assertions already used (RFC 7523 section 3 item 7: "the authorization
+# server MAY ensure that JWTs are not replayed"): one row per (client, jti), kept
+# until the assertion expires, so that every process and replica on this
+# database refuses a second use. The key is a SHA-256 of client_id and jti: a
+# fixed-size identifier, never the caller's text.
+client_assertions = Table(
+    "client_assertions",
+    metadata,
+    Column("key", String(ID_LENGTH), primary_key=True),
+    Column("expires_at", UtcDateTime, nullable=False),
+    # Purging expired ones.
     Index(None, "expires_at"),
 )
 

@@ -198,8 +198,11 @@ class UpdateApplicationRequest(_message.Message):
     @_builtins.property
     def update_mask(self) -> _field_mask_pb2.FieldMask:
         """Required. Fields to change: any of "name", "description", "scopes",
-        "audiences", "token_ttl_seconds", "token_quota_per_minute", "enabled", or
-        "*" for all of them.
+        "audiences", "token_ttl_seconds", "token_quota_per_minute", "enabled",
+        "token_endpoint_auth_method", "jwks", "jwks_uri",
+        "federated_credentials" (the whole list), or "*" for all of them. The method and the JWK Set are checked together (a field left out
+        keeps its stored value): switching to CLIENT_SECRET must also clear
+        "jwks", "jwks_uri" and "federated_credentials".
         "organization_id" and output-only fields are INVALID_ARGUMENT.
         """
 

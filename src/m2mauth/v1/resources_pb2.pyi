@@ -20,6 +20,48 @@ else:
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class _TokenEndpointAuthMethod:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _TokenEndpointAuthMethodEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_TokenEndpointAuthMethod.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    TOKEN_ENDPOINT_AUTH_METHOD_UNSPECIFIED: _TokenEndpointAuthMethod.ValueType  # 0
+    """Not set: CLIENT_SECRET."""
+    TOKEN_ENDPOINT_AUTH_METHOD_CLIENT_SECRET: _TokenEndpointAuthMethod.ValueType  # 1
+    """A client secret: HTTP Basic (client_secret_basic) or the form body or
+    request fields (client_secret_post), RFC 6749 section 2.3.1.
+    """
+    TOKEN_ENDPOINT_AUTH_METHOD_PRIVATE_KEY_JWT: _TokenEndpointAuthMethod.ValueType  # 2
+    """A JWT signed with a key of the application's `jwks` or `jwks_uri` (private_key_jwt,
+    RFC 7523 section 2.2); its secrets, if any, do not authenticate it.
+    """
+    TOKEN_ENDPOINT_AUTH_METHOD_FEDERATED: _TokenEndpointAuthMethod.ValueType  # 3
+    """A token the workload's own platform issued, matching one of the
+    application's `federated_credentials` (workload identity federation).
+    """
+
+class TokenEndpointAuthMethod(_TokenEndpointAuthMethod, metaclass=_TokenEndpointAuthMethodEnumTypeWrapper):
+    """How an application authenticates at the token endpoint (RFC 7591 section 2
+    `token_endpoint_auth_method`).
+    """
+
+TOKEN_ENDPOINT_AUTH_METHOD_UNSPECIFIED: TokenEndpointAuthMethod.ValueType  # 0
+"""Not set: CLIENT_SECRET."""
+TOKEN_ENDPOINT_AUTH_METHOD_CLIENT_SECRET: TokenEndpointAuthMethod.ValueType  # 1
+"""A client secret: HTTP Basic (client_secret_basic) or the form body or
+request fields (client_secret_post), RFC 6749 section 2.3.1.
+"""
+TOKEN_ENDPOINT_AUTH_METHOD_PRIVATE_KEY_JWT: TokenEndpointAuthMethod.ValueType  # 2
+"""A JWT signed with a key of the application's `jwks` or `jwks_uri` (private_key_jwt,
+RFC 7523 section 2.2); its secrets, if any, do not authenticate it.
+"""
+TOKEN_ENDPOINT_AUTH_METHOD_FEDERATED: TokenEndpointAuthMethod.ValueType  # 3
+"""A token the workload's own platform issued, matching one of the
+application's `federated_credentials` (workload identity federation).
+"""
+Global___TokenEndpointAuthMethod: _TypeAlias = TokenEndpointAuthMethod  # noqa: Y015
+
 class _SigningAlgorithm:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -213,6 +255,10 @@ class Application(_message.Message):
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
     TOKEN_QUOTA_PER_MINUTE_FIELD_NUMBER: _builtins.int
+    TOKEN_ENDPOINT_AUTH_METHOD_FIELD_NUMBER: _builtins.int
+    JWKS_FIELD_NUMBER: _builtins.int
+    JWKS_URI_FIELD_NUMBER: _builtins.int
+    FEDERATED_CREDENTIALS_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """OUTPUT_ONLY. Opaque, sortable id, "app_" followed by 26 characters."""
     client_id: _builtins.str
@@ -239,6 +285,30 @@ class Application(_message.Message):
     with RESOURCE_EXHAUSTED / HTTP 429 until the minute ends. 0 means no
     quota (the default); at most 1000000.
     """
+    token_endpoint_auth_method: Global___TokenEndpointAuthMethod.ValueType
+    """How the application authenticates at the token endpoint: exactly one
+    method. UNSPECIFIED means CLIENT_SECRET (the default on create, and what an
+    update naming this field without a value sets).
+    """
+    jwks: _builtins.str
+    """The application's public JWK Set (RFC 7517 section 5) as JSON, e.g.
+    `{"keys":[{"kty":"EC","crv":"P-256","x":"...","y":"...","kid":"k1"}]}`.
+    With PRIVATE_KEY_JWT this or `jwks_uri` is required; empty otherwise. 1 to
+    10 public keys
+    (RSA of at least 2048 bits, EC P-256 or OKP Ed25519; `use` "sig" or
+    absent; `alg` one of RS256, PS256, ES256, EdDSA or absent; distinct
+    `kid`s); at most 32768 bytes. A key with private members is
+    INVALID_ARGUMENT. Stored and returned normalised: public members only.
+    """
+    jwks_uri: _builtins.str
+    """Instead of `jwks` (never both): the https URL m2mauth fetches the JWK Set
+    from (the same rules apply to what it serves), e.g.
+    `https://partner.example/.well-known/jwks.json`. At most 2048 characters;
+    no user info or fragment; http only to a loopback host on a --dev server.
+    Fetched with a 3 s bound, at most 64 KiB, no redirect to another host;
+    cached 5 minutes and fetched again (at most every 30 s) when an assertion
+    names a kid the cached set lacks.
+    """
     @_builtins.property
     def scopes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Scopes the application may request. Each is 1 to 128 characters of
@@ -261,6 +331,14 @@ class Application(_message.Message):
     def update_time(self) -> _timestamp_pb2.Timestamp:
         """OUTPUT_ONLY. When the application was last changed."""
 
+    @_builtins.property
+    def federated_credentials(self) -> _containers.RepeatedCompositeFieldContainer[Global___FederatedCredential]:
+        """With FEDERATED (required then, 1 to 10; empty otherwise): the external
+        workload identities whose platform tokens authenticate the application
+        (workload identity federation). The workload sends its token as
+        `client_assertion` with `client_id`.
+        """
+
     def __init__(
         self,
         *,
@@ -276,16 +354,64 @@ class Application(_message.Message):
         create_time: _timestamp_pb2.Timestamp | None = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
         token_quota_per_minute: _builtins.int = ...,
+        token_endpoint_auth_method: Global___TokenEndpointAuthMethod.ValueType = ...,
+        jwks: _builtins.str = ...,
+        jwks_uri: _builtins.str = ...,
+        federated_credentials: _abc.Iterable[Global___FederatedCredential] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_enabled", b"_enabled", "create_time", b"create_time", "enabled", b"enabled", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_enabled", b"_enabled", "audiences", b"audiences", "client_id", b"client_id", "create_time", b"create_time", "description", b"description", "enabled", b"enabled", "id", b"id", "name", b"name", "organization_id", b"organization_id", "scopes", b"scopes", "token_quota_per_minute", b"token_quota_per_minute", "token_ttl_seconds", b"token_ttl_seconds", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_enabled", b"_enabled", "audiences", b"audiences", "client_id", b"client_id", "create_time", b"create_time", "description", b"description", "enabled", b"enabled", "federated_credentials", b"federated_credentials", "id", b"id", "jwks", b"jwks", "jwks_uri", b"jwks_uri", "name", b"name", "organization_id", b"organization_id", "scopes", b"scopes", "token_endpoint_auth_method", b"token_endpoint_auth_method", "token_quota_per_minute", b"token_quota_per_minute", "token_ttl_seconds", b"token_ttl_seconds", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__enabled: _TypeAlias = _typing.Literal["enabled"]  # noqa: Y015
     _WhichOneofArgType__enabled: _TypeAlias = _typing.Literal["_enabled", b"_enabled"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType__enabled) -> _WhichOneofReturnType__enabled | None: ...
 
 Global___Application: _TypeAlias = Application  # noqa: Y015
+
+@_typing.final
+class FederatedCredential(_message.Message):
+    """An external identity an application trusts (workload identity federation):
+    tokens of `issuer` whose `aud` contains `audience` and whose `sub` matches
+    `subject`.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ISSUER_FIELD_NUMBER: _builtins.int
+    SUBJECT_FIELD_NUMBER: _builtins.int
+    AUDIENCE_FIELD_NUMBER: _builtins.int
+    issuer: _builtins.str
+    """The platform's OpenID Connect issuer URL, e.g.
+    "https://token.actions.githubusercontent.com": its
+    /.well-known/openid-configuration must name this issuer, and its jwks_uri
+    holds the keys (fetched as Application.jwks_uri is). https only (http
+    only to a loopback host on a --dev server); at most 2048 characters.
+    """
+    subject: _builtins.str
+    """The token's `sub`, exactly, e.g.
+    "system:serviceaccount:billing:invoicer"; or, ending with "*", any `sub`
+    starting with what precedes it, e.g. "repo:acme/billing:*". "*" alone is
+    INVALID_ARGUMENT. 1 to 256 printable characters.
+    """
+    audience: _builtins.str
+    """A value the token's `aud` must contain, e.g. "m2mauth". 1 to 256
+    printable characters.
+    """
+    def __init__(
+        self,
+        *,
+        issuer: _builtins.str = ...,
+        subject: _builtins.str = ...,
+        audience: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["audience", b"audience", "issuer", b"issuer", "subject", b"subject"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FederatedCredential: _TypeAlias = FederatedCredential  # noqa: Y015
 
 @_typing.final
 class ClientSecret(_message.Message):

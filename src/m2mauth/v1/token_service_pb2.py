@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from m2mauth.v1 import resources_pb2 as m2mauth_dot_v1_dot_resources__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1em2mauth/v1/token_service.proto\x12\nm2mauth.v1\x1a\x1am2mauth/v1/resources.proto\"r\n\x11IssueTokenRequest\x12\x12\n\ngrant_type\x18\x01 \x01(\t\x12\x11\n\tclient_id\x18\x02 \x01(\t\x12\x15\n\rclient_secret\x18\x03 \x01(\t\x12\r\n\x05scope\x18\x04 \x01(\t\x12\x10\n\x08\x61udience\x18\x05 \x01(\t\"a\n\x12IssueTokenResponse\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12\x12\n\ntoken_type\x18\x02 \x01(\t\x12\x12\n\nexpires_in\x18\x03 \x01(\x03\x12\r\n\x05scope\x18\x04 \x01(\t\"e\n\x11IntrospectRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\x17\n\x0ftoken_type_hint\x18\x02 \x01(\t\x12\x11\n\tclient_id\x18\x03 \x01(\t\x12\x15\n\rclient_secret\x18\x04 \x01(\t\"\xb8\x01\n\x12IntrospectResponse\x12\x0e\n\x06\x61\x63tive\x18\x01 \x01(\x08\x12\r\n\x05scope\x18\x02 \x01(\t\x12\x11\n\tclient_id\x18\x03 \x01(\t\x12\x12\n\ntoken_type\x18\x04 \x01(\t\x12\x0b\n\x03\x65xp\x18\x05 \x01(\x03\x12\x0b\n\x03iat\x18\x06 \x01(\x03\x12\x0b\n\x03sub\x18\x07 \x01(\t\x12\x0b\n\x03\x61ud\x18\x08 \x03(\t\x12\x0b\n\x03iss\x18\t \x01(\t\x12\x0b\n\x03jti\x18\n \x01(\t\x12\x0e\n\x06org_id\x18\x0b \x01(\t\"f\n\x12RevokeTokenRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\x17\n\x0ftoken_type_hint\x18\x02 \x01(\t\x12\x11\n\tclient_id\x18\x03 \x01(\t\x12\x15\n\rclient_secret\x18\x04 \x01(\t\"\x15\n\x13RevokeTokenResponse\"\x10\n\x0eGetJwksRequest\"Y\n\x0fGetJwksResponse\x12\x1d\n\x04keys\x18\x01 \x03(\x0b\x32\x0f.m2mauth.v1.Jwk\x12\x17\n\x0fmax_age_seconds\x18\x02 \x01(\x05\x12\x0e\n\x06issuer\x18\x03 \x01(\t2\xbc\x02\n\x0cTokenService\x12K\n\nIssueToken\x12\x1d.m2mauth.v1.IssueTokenRequest\x1a\x1e.m2mauth.v1.IssueTokenResponse\x12K\n\nIntrospect\x12\x1d.m2mauth.v1.IntrospectRequest\x1a\x1e.m2mauth.v1.IntrospectResponse\x12N\n\x0bRevokeToken\x12\x1e.m2mauth.v1.RevokeTokenRequest\x1a\x1f.m2mauth.v1.RevokeTokenResponse\x12\x42\n\x07GetJwks\x12\x1a.m2mauth.v1.GetJwksRequest\x1a\x1b.m2mauth.v1.GetJwksResponseB\x95\x01\n\x14io.github.m2mauth.v1B\x11TokenServiceProtoP\x01Z:github.com/m2mauth/m2mauth/clients/go/m2mauth/v1;m2mauthv1\xa2\x02\x03MMA\xaa\x02\nM2mAuth.V1\xca\x02\nM2mAuth\\V1\xea\x02\x0bM2mAuth::V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1em2mauth/v1/token_service.proto\x12\nm2mauth.v1\x1a\x1am2mauth/v1/resources.proto\"\xab\x01\n\x11IssueTokenRequest\x12\x12\n\ngrant_type\x18\x01 \x01(\t\x12\x11\n\tclient_id\x18\x02 \x01(\t\x12\x15\n\rclient_secret\x18\x03 \x01(\t\x12\r\n\x05scope\x18\x04 \x01(\t\x12\x10\n\x08\x61udience\x18\x05 \x01(\t\x12\x1d\n\x15\x63lient_assertion_type\x18\x06 \x01(\t\x12\x18\n\x10\x63lient_assertion\x18\x07 \x01(\t\"a\n\x12IssueTokenResponse\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12\x12\n\ntoken_type\x18\x02 \x01(\t\x12\x12\n\nexpires_in\x18\x03 \x01(\x03\x12\r\n\x05scope\x18\x04 \x01(\t\"\x9e\x01\n\x11IntrospectRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\x17\n\x0ftoken_type_hint\x18\x02 \x01(\t\x12\x11\n\tclient_id\x18\x03 \x01(\t\x12\x15\n\rclient_secret\x18\x04 \x01(\t\x12\x1d\n\x15\x63lient_assertion_type\x18\x05 \x01(\t\x12\x18\n\x10\x63lient_assertion\x18\x06 \x01(\t\"\xb8\x01\n\x12IntrospectResponse\x12\x0e\n\x06\x61\x63tive\x18\x01 \x01(\x08\x12\r\n\x05scope\x18\x02 \x01(\t\x12\x11\n\tclient_id\x18\x03 \x01(\t\x12\x12\n\ntoken_type\x18\x04 \x01(\t\x12\x0b\n\x03\x65xp\x18\x05 \x01(\x03\x12\x0b\n\x03iat\x18\x06 \x01(\x03\x12\x0b\n\x03sub\x18\x07 \x01(\t\x12\x0b\n\x03\x61ud\x18\x08 \x03(\t\x12\x0b\n\x03iss\x18\t \x01(\t\x12\x0b\n\x03jti\x18\n \x01(\t\x12\x0e\n\x06org_id\x18\x0b \x01(\t\"\x9f\x01\n\x12RevokeTokenRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\x17\n\x0ftoken_type_hint\x18\x02 \x01(\t\x12\x11\n\tclient_id\x18\x03 \x01(\t\x12\x15\n\rclient_secret\x18\x04 \x01(\t\x12\x1d\n\x15\x63lient_assertion_type\x18\x05 \x01(\t\x12\x18\n\x10\x63lient_assertion\x18\x06 \x01(\t\"\x15\n\x13RevokeTokenResponse\"\x10\n\x0eGetJwksRequest\"Y\n\x0fGetJwksResponse\x12\x1d\n\x04keys\x18\x01 \x03(\x0b\x32\x0f.m2mauth.v1.Jwk\x12\x17\n\x0fmax_age_seconds\x18\x02 \x01(\x05\x12\x0e\n\x06issuer\x18\x03 \x01(\t2\xbc\x02\n\x0cTokenService\x12K\n\nIssueToken\x12\x1d.m2mauth.v1.IssueTokenRequest\x1a\x1e.m2mauth.v1.IssueTokenResponse\x12K\n\nIntrospect\x12\x1d.m2mauth.v1.IntrospectRequest\x1a\x1e.m2mauth.v1.IntrospectResponse\x12N\n\x0bRevokeToken\x12\x1e.m2mauth.v1.RevokeTokenRequest\x1a\x1f.m2mauth.v1.RevokeTokenResponse\x12\x42\n\x07GetJwks\x12\x1a.m2mauth.v1.GetJwksRequest\x1a\x1b.m2mauth.v1.GetJwksResponseB\x95\x01\n\x14io.github.m2mauth.v1B\x11TokenServiceProtoP\x01Z:github.com/m2mauth/m2mauth/clients/go/m2mauth/v1;m2mauthv1\xa2\x02\x03MMA\xaa\x02\nM2mAuth.V1\xca\x02\nM2mAuth\\V1\xea\x02\x0bM2mAuth::V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,22 +33,22 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'm2mauth.v1.token_service_pb
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\024io.github.m2mauth.v1B\021TokenServiceProtoP\001Z:github.com/m2mauth/m2mauth/clients/go/m2mauth/v1;m2mauthv1\242\002\003MMA\252\002\nM2mAuth.V1\312\002\nM2mAuth\\V1\352\002\013M2mAuth::V1'
-  _globals['_ISSUETOKENREQUEST']._serialized_start=74
-  _globals['_ISSUETOKENREQUEST']._serialized_end=188
-  _globals['_ISSUETOKENRESPONSE']._serialized_start=190
-  _globals['_ISSUETOKENRESPONSE']._serialized_end=287
-  _globals['_INTROSPECTREQUEST']._serialized_start=289
-  _globals['_INTROSPECTREQUEST']._serialized_end=390
-  _globals['_INTROSPECTRESPONSE']._serialized_start=393
-  _globals['_INTROSPECTRESPONSE']._serialized_end=577
-  _globals['_REVOKETOKENREQUEST']._serialized_start=579
-  _globals['_REVOKETOKENREQUEST']._serialized_end=681
-  _globals['_REVOKETOKENRESPONSE']._serialized_start=683
-  _globals['_REVOKETOKENRESPONSE']._serialized_end=704
-  _globals['_GETJWKSREQUEST']._serialized_start=706
-  _globals['_GETJWKSREQUEST']._serialized_end=722
-  _globals['_GETJWKSRESPONSE']._serialized_start=724
-  _globals['_GETJWKSRESPONSE']._serialized_end=813
-  _globals['_TOKENSERVICE']._serialized_start=816
-  _globals['_TOKENSERVICE']._serialized_end=1132
+  _globals['_ISSUETOKENREQUEST']._serialized_start=75
+  _globals['_ISSUETOKENREQUEST']._serialized_end=246
+  _globals['_ISSUETOKENRESPONSE']._serialized_start=248
+  _globals['_ISSUETOKENRESPONSE']._serialized_end=345
+  _globals['_INTROSPECTREQUEST']._serialized_start=348
+  _globals['_INTROSPECTREQUEST']._serialized_end=506
+  _globals['_INTROSPECTRESPONSE']._serialized_start=509
+  _globals['_INTROSPECTRESPONSE']._serialized_end=693
+  _globals['_REVOKETOKENREQUEST']._serialized_start=696
+  _globals['_REVOKETOKENREQUEST']._serialized_end=855
+  _globals['_REVOKETOKENRESPONSE']._serialized_start=857
+  _globals['_REVOKETOKENRESPONSE']._serialized_end=878
+  _globals['_GETJWKSREQUEST']._serialized_start=880
+  _globals['_GETJWKSREQUEST']._serialized_end=896
+  _globals['_GETJWKSRESPONSE']._serialized_start=898
+  _globals['_GETJWKSRESPONSE']._serialized_end=987
+  _globals['_TOKENSERVICE']._serialized_start=990
+  _globals['_TOKENSERVICE']._serialized_end=1306
 # @@protoc_insertion_point(module_scope)

@@ -21,7 +21,10 @@ DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
 class IssueTokenRequest(_message.Message):
-    """Request for IssueToken. Field names follow RFC 6749 section 4.4.2."""
+    """Request for IssueToken. Field names follow RFC 6749 section 4.4.2. The
+    client authenticates with exactly one of: client_id + client_secret, or
+    client_assertion_type + client_assertion (private_key_jwt).
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -30,12 +33,16 @@ class IssueTokenRequest(_message.Message):
     CLIENT_SECRET_FIELD_NUMBER: _builtins.int
     SCOPE_FIELD_NUMBER: _builtins.int
     AUDIENCE_FIELD_NUMBER: _builtins.int
+    CLIENT_ASSERTION_TYPE_FIELD_NUMBER: _builtins.int
+    CLIENT_ASSERTION_FIELD_NUMBER: _builtins.int
     grant_type: _builtins.str
     """Required. Must be "client_credentials"."""
     client_id: _builtins.str
-    """Required. The application's client_id ("client_...")."""
+    """The application's client_id ("client_..."). Required with client_secret;
+    optional with client_assertion, where it must equal the assertion's `sub`.
+    """
     client_secret: _builtins.str
-    """Required. One of the application's live client secrets."""
+    """One of the application's live client secrets (client_secret applications)."""
     scope: _builtins.str
     """Space-separated scopes (RFC 6749 section 3.3), each one of the
     application's allowed scopes. Empty means all of them.
@@ -45,6 +52,19 @@ class IssueTokenRequest(_message.Message):
     default audience or one of the application's allowed audiences. Empty
     means the server's default audience.
     """
+    client_assertion_type: _builtins.str
+    """With client_assertion (private_key_jwt applications): must be
+    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer" (RFC 7523
+    section 2.2).
+    """
+    client_assertion: _builtins.str
+    """A JWT signed with a key of the application's `jwks` (RS256, PS256, ES256
+    or EdDSA; the key named by `kid`, or the only one fitting `alg`), with
+    `iss` = `sub` = the client_id, `aud` = the issuer or its token endpoint URL
+    (issuer + "/oauth2/token"), `exp` at most 3600 s ahead (configurable) and a
+    `jti` never used before (RFC 7523 section 3). At most 8192 characters.
+    Any failure is UNAUTHENTICATED (INVALID_CLIENT).
+    """
     def __init__(
         self,
         *,
@@ -53,10 +73,12 @@ class IssueTokenRequest(_message.Message):
         client_secret: _builtins.str = ...,
         scope: _builtins.str = ...,
         audience: _builtins.str = ...,
+        client_assertion_type: _builtins.str = ...,
+        client_assertion: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["audience", b"audience", "client_id", b"client_id", "client_secret", b"client_secret", "grant_type", b"grant_type", "scope", b"scope"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["audience", b"audience", "client_assertion", b"client_assertion", "client_assertion_type", b"client_assertion_type", "client_id", b"client_id", "client_secret", b"client_secret", "grant_type", b"grant_type", "scope", b"scope"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -108,6 +130,8 @@ class IntrospectRequest(_message.Message):
     TOKEN_TYPE_HINT_FIELD_NUMBER: _builtins.int
     CLIENT_ID_FIELD_NUMBER: _builtins.int
     CLIENT_SECRET_FIELD_NUMBER: _builtins.int
+    CLIENT_ASSERTION_TYPE_FIELD_NUMBER: _builtins.int
+    CLIENT_ASSERTION_FIELD_NUMBER: _builtins.int
     token: _builtins.str
     """Required. The token to introspect."""
     token_type_hint: _builtins.str
@@ -120,6 +144,13 @@ class IntrospectRequest(_message.Message):
     """
     client_secret: _builtins.str
     """The calling application's client secret, with client_id."""
+    client_assertion_type: _builtins.str
+    """Instead of client_secret, for a private_key_jwt application: as in
+    IssueTokenRequest (`aud` the issuer or the token endpoint URL; a `jti`
+    never used before).
+    """
+    client_assertion: _builtins.str
+    """The client assertion, with client_assertion_type (see IssueTokenRequest)."""
     def __init__(
         self,
         *,
@@ -127,10 +158,12 @@ class IntrospectRequest(_message.Message):
         token_type_hint: _builtins.str = ...,
         client_id: _builtins.str = ...,
         client_secret: _builtins.str = ...,
+        client_assertion_type: _builtins.str = ...,
+        client_assertion: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_id", b"client_id", "client_secret", b"client_secret", "token", b"token", "token_type_hint", b"token_type_hint"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_assertion", b"client_assertion", "client_assertion_type", b"client_assertion_type", "client_id", b"client_id", "client_secret", b"client_secret", "token", b"token", "token_type_hint", b"token_type_hint"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -212,6 +245,8 @@ class RevokeTokenRequest(_message.Message):
     TOKEN_TYPE_HINT_FIELD_NUMBER: _builtins.int
     CLIENT_ID_FIELD_NUMBER: _builtins.int
     CLIENT_SECRET_FIELD_NUMBER: _builtins.int
+    CLIENT_ASSERTION_TYPE_FIELD_NUMBER: _builtins.int
+    CLIENT_ASSERTION_FIELD_NUMBER: _builtins.int
     token: _builtins.str
     """Required. The token to revoke."""
     token_type_hint: _builtins.str
@@ -222,6 +257,13 @@ class RevokeTokenRequest(_message.Message):
     """
     client_secret: _builtins.str
     """The calling application's client secret, with client_id."""
+    client_assertion_type: _builtins.str
+    """Instead of client_secret, for a private_key_jwt application: as in
+    IssueTokenRequest (`aud` the issuer or the token endpoint URL; a `jti`
+    never used before).
+    """
+    client_assertion: _builtins.str
+    """The client assertion, with client_assertion_type (see IssueTokenRequest)."""
     def __init__(
         self,
         *,
@@ -229,10 +271,12 @@ class RevokeTokenRequest(_message.Message):
         token_type_hint: _builtins.str = ...,
         client_id: _builtins.str = ...,
         client_secret: _builtins.str = ...,
+        client_assertion_type: _builtins.str = ...,
+        client_assertion: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_id", b"client_id", "client_secret", b"client_secret", "token", b"token", "token_type_hint", b"token_type_hint"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_assertion", b"client_assertion", "client_assertion_type", b"client_assertion_type", "client_id", b"client_id", "client_secret", b"client_secret", "token", b"token", "token_type_hint", b"token_type_hint"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

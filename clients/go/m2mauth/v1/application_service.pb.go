@@ -357,8 +357,11 @@ type UpdateApplicationRequest struct {
 	// named in update_mask.
 	Application *Application `protobuf:"bytes,1,opt,name=application,proto3" json:"application,omitempty"`
 	// Required. Fields to change: any of "name", "description", "scopes",
-	// "audiences", "token_ttl_seconds", "token_quota_per_minute", "enabled", or
-	// "*" for all of them.
+	// "audiences", "token_ttl_seconds", "token_quota_per_minute", "enabled",
+	// "token_endpoint_auth_method", "jwks", "jwks_uri",
+	// "federated_credentials" (the whole list), or "*" for all of them. The method and the JWK Set are checked together (a field left out
+	// keeps its stored value): switching to CLIENT_SECRET must also clear
+	// "jwks", "jwks_uri" and "federated_credentials".
 	// "organization_id" and output-only fields are INVALID_ARGUMENT.
 	UpdateMask *fieldmaskpb.FieldMask `protobuf:"bytes,2,opt,name=update_mask,json=updateMask,proto3" json:"update_mask,omitempty"`
 }

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file m2mauth/v1/resources.proto.
  */
 export const file_m2mauth_v1_resources: GenFile = /*@__PURE__*/
-  fileDesc("ChptMm1hdXRoL3YxL3Jlc291cmNlcy5wcm90bxIKbTJtYXV0aC52MSLBAQoMT3JnYW5pemF0aW9uEgoKAmlkGAEgASgJEgwKBG5hbWUYAiABKAkSEwoLZXh0ZXJuYWxfaWQYAyABKAkSFAoHZW5hYmxlZBgEIAEoCEgAiAEBEi8KC2NyZWF0ZV90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgt1cGRhdGVfdGltZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCCgoIX2VuYWJsZWQiygIKC0FwcGxpY2F0aW9uEgoKAmlkGAEgASgJEhEKCWNsaWVudF9pZBgCIAEoCRIXCg9vcmdhbml6YXRpb25faWQYAyABKAkSDAoEbmFtZRgEIAEoCRITCgtkZXNjcmlwdGlvbhgFIAEoCRIOCgZzY29wZXMYBiADKAkSEQoJYXVkaWVuY2VzGAcgAygJEhkKEXRva2VuX3R0bF9zZWNvbmRzGAggASgFEhQKB2VuYWJsZWQYCSABKAhIAIgBARIvCgtjcmVhdGVfdGltZRgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLdXBkYXRlX3RpbWUYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEh4KFnRva2VuX3F1b3RhX3Blcl9taW51dGUYDCABKAVCCgoIX2VuYWJsZWQi3QEKDENsaWVudFNlY3JldBIKCgJpZBgBIAEoCRIWCg5hcHBsaWNhdGlvbl9pZBgCIAEoCRITCgtzZWNyZXRfaGludBgDIAEoCRIvCgtjcmVhdGVfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMgoObGFzdF91c2VkX3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC2V4cGlyZV90aW1lGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJyCgNKd2sSCwoDa3R5GAEgASgJEgsKA2tpZBgCIAEoCRILCgNhbGcYAyABKAkSCwoDdXNlGAQgASgJEgkKAW4YBSABKAkSCQoBZRgGIAEoCRILCgNjcnYYByABKAkSCQoBeBgIIAEoCRIJCgF5GAkgASgJIuQCCgpTaWduaW5nS2V5EgoKAmlkGAEgASgJEi8KCWFsZ29yaXRobRgCIAEoDjIcLm0ybWF1dGgudjEuU2lnbmluZ0FsZ29yaXRobRIqCgVzdGF0ZRgDIAEoDjIbLm0ybWF1dGgudjEuU2lnbmluZ0tleVN0YXRlEi8KC2NyZWF0ZV90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIxCg1hY3RpdmF0ZV90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIzCg9kZWFjdGl2YXRlX3RpbWUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC3JldGlyZV90aW1lGAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIjCgpwdWJsaWNfa2V5GAggASgLMg8ubTJtYXV0aC52MS5Kd2siiAIKCkF1ZGl0RXZlbnQSCgoCaWQYASABKAkSKAoEdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDQoFYWN0b3IYAyABKAkSDgoGYWN0aW9uGAQgASgJEhcKD29yZ2FuaXphdGlvbl9pZBgFIAEoCRIWCg5hcHBsaWNhdGlvbl9pZBgGIAEoCRIOCgZ0YXJnZXQYByABKAkSNAoHZGV0YWlscxgIIAMoCzIjLm0ybWF1dGgudjEuQXVkaXRFdmVudC5EZXRhaWxzRW50cnkaLgoMRGV0YWlsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEi0gIKCEFkbWluS2V5EgoKAmlkGAEgASgJEgwKBG5hbWUYAiABKAkSFwoPb3JnYW5pemF0aW9uX2lkGAMgASgJEiYKBHJvbGUYBCABKA4yGC5tMm1hdXRoLnYxLkFkbWluS2V5Um9sZRIvCgtleHBpcmVfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEAoIa2V5X2hpbnQYBiABKAkSEgoKY3JlYXRlZF9ieRgHIAEoCRIvCgtjcmVhdGVfdGltZRgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMgoObGFzdF91c2VkX3RpbWUYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC3Jldm9rZV90aW1lGAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCI2Cg9EYWlseVRva2VuQ291bnQSDAoEZGF0ZRgBIAEoCRIVCg10b2tlbnNfaXNzdWVkGAIgASgDKowBChBTaWduaW5nQWxnb3JpdGhtEiEKHVNJR05JTkdfQUxHT1JJVEhNX1VOU1BFQ0lGSUVEEAASGwoXU0lHTklOR19BTEdPUklUSE1fUlMyNTYQARIbChdTSUdOSU5HX0FMR09SSVRITV9FUzI1NhACEhsKF1NJR05JTkdfQUxHT1JJVEhNX0VERFNBEAMqrgEKD1NpZ25pbmdLZXlTdGF0ZRIhCh1TSUdOSU5HX0tFWV9TVEFURV9VTlNQRUNJRklFRBAAEhoKFlNJR05JTkdfS0VZX1NUQVRFX05FWFQQARIdChlTSUdOSU5HX0tFWV9TVEFURV9DVVJSRU5UEAISHgoaU0lHTklOR19LRVlfU1RBVEVfUFJFVklPVVMQAxIdChlTSUdOSU5HX0tFWV9TVEFURV9SRVRJUkVEEAQqhwEKDEFkbWluS2V5Um9sZRIeChpBRE1JTl9LRVlfUk9MRV9VTlNQRUNJRklFRBAAEhgKFEFETUlOX0tFWV9ST0xFX0FETUlOEAESIQodQURNSU5fS0VZX1JPTEVfVE9LRU5fVkVSSUZJRVIQAhIaChZBRE1JTl9LRVlfUk9MRV9BVURJVE9SEANCkgEKFGlvLmdpdGh1Yi5tMm1hdXRoLnYxQg5SZXNvdXJjZXNQcm90b1ABWjpnaXRodWIuY29tL20ybWF1dGgvbTJtYXV0aC9jbGllbnRzL2dvL20ybWF1dGgvdjE7bTJtYXV0aHYxogIDTU1BqgIKTTJtQXV0aC5WMcoCCk0ybUF1dGhcVjHqAgtNMm1BdXRoOjpWMWIGcHJvdG8z", [file_google_protobuf_timestamp]);
+  fileDesc("ChptMm1hdXRoL3YxL3Jlc291cmNlcy5wcm90bxIKbTJtYXV0aC52MSLBAQoMT3JnYW5pemF0aW9uEgoKAmlkGAEgASgJEgwKBG5hbWUYAiABKAkSEwoLZXh0ZXJuYWxfaWQYAyABKAkSFAoHZW5hYmxlZBgEIAEoCEgAiAEBEi8KC2NyZWF0ZV90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgt1cGRhdGVfdGltZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCCgoIX2VuYWJsZWQi8wMKC0FwcGxpY2F0aW9uEgoKAmlkGAEgASgJEhEKCWNsaWVudF9pZBgCIAEoCRIXCg9vcmdhbml6YXRpb25faWQYAyABKAkSDAoEbmFtZRgEIAEoCRITCgtkZXNjcmlwdGlvbhgFIAEoCRIOCgZzY29wZXMYBiADKAkSEQoJYXVkaWVuY2VzGAcgAygJEhkKEXRva2VuX3R0bF9zZWNvbmRzGAggASgFEhQKB2VuYWJsZWQYCSABKAhIAIgBARIvCgtjcmVhdGVfdGltZRgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLdXBkYXRlX3RpbWUYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEh4KFnRva2VuX3F1b3RhX3Blcl9taW51dGUYDCABKAUSRwoadG9rZW5fZW5kcG9pbnRfYXV0aF9tZXRob2QYDSABKA4yIy5tMm1hdXRoLnYxLlRva2VuRW5kcG9pbnRBdXRoTWV0aG9kEgwKBGp3a3MYDiABKAkSEAoIandrc191cmkYDyABKAkSPgoVZmVkZXJhdGVkX2NyZWRlbnRpYWxzGBAgAygLMh8ubTJtYXV0aC52MS5GZWRlcmF0ZWRDcmVkZW50aWFsQgoKCF9lbmFibGVkIkgKE0ZlZGVyYXRlZENyZWRlbnRpYWwSDgoGaXNzdWVyGAEgASgJEg8KB3N1YmplY3QYAiABKAkSEAoIYXVkaWVuY2UYAyABKAki3QEKDENsaWVudFNlY3JldBIKCgJpZBgBIAEoCRIWCg5hcHBsaWNhdGlvbl9pZBgCIAEoCRITCgtzZWNyZXRfaGludBgDIAEoCRIvCgtjcmVhdGVfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMgoObGFzdF91c2VkX3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC2V4cGlyZV90aW1lGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJyCgNKd2sSCwoDa3R5GAEgASgJEgsKA2tpZBgCIAEoCRILCgNhbGcYAyABKAkSCwoDdXNlGAQgASgJEgkKAW4YBSABKAkSCQoBZRgGIAEoCRILCgNjcnYYByABKAkSCQoBeBgIIAEoCRIJCgF5GAkgASgJIuQCCgpTaWduaW5nS2V5EgoKAmlkGAEgASgJEi8KCWFsZ29yaXRobRgCIAEoDjIcLm0ybWF1dGgudjEuU2lnbmluZ0FsZ29yaXRobRIqCgVzdGF0ZRgDIAEoDjIbLm0ybWF1dGgudjEuU2lnbmluZ0tleVN0YXRlEi8KC2NyZWF0ZV90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIxCg1hY3RpdmF0ZV90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIzCg9kZWFjdGl2YXRlX3RpbWUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC3JldGlyZV90aW1lGAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIjCgpwdWJsaWNfa2V5GAggASgLMg8ubTJtYXV0aC52MS5Kd2siiAIKCkF1ZGl0RXZlbnQSCgoCaWQYASABKAkSKAoEdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDQoFYWN0b3IYAyABKAkSDgoGYWN0aW9uGAQgASgJEhcKD29yZ2FuaXphdGlvbl9pZBgFIAEoCRIWCg5hcHBsaWNhdGlvbl9pZBgGIAEoCRIOCgZ0YXJnZXQYByABKAkSNAoHZGV0YWlscxgIIAMoCzIjLm0ybWF1dGgudjEuQXVkaXRFdmVudC5EZXRhaWxzRW50cnkaLgoMRGV0YWlsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEi0gIKCEFkbWluS2V5EgoKAmlkGAEgASgJEgwKBG5hbWUYAiABKAkSFwoPb3JnYW5pemF0aW9uX2lkGAMgASgJEiYKBHJvbGUYBCABKA4yGC5tMm1hdXRoLnYxLkFkbWluS2V5Um9sZRIvCgtleHBpcmVfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEAoIa2V5X2hpbnQYBiABKAkSEgoKY3JlYXRlZF9ieRgHIAEoCRIvCgtjcmVhdGVfdGltZRgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMgoObGFzdF91c2VkX3RpbWUYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC3Jldm9rZV90aW1lGAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCI2Cg9EYWlseVRva2VuQ291bnQSDAoEZGF0ZRgBIAEoCRIVCg10b2tlbnNfaXNzdWVkGAIgASgDKs0BChdUb2tlbkVuZHBvaW50QXV0aE1ldGhvZBIqCiZUT0tFTl9FTkRQT0lOVF9BVVRIX01FVEhPRF9VTlNQRUNJRklFRBAAEiwKKFRPS0VOX0VORFBPSU5UX0FVVEhfTUVUSE9EX0NMSUVOVF9TRUNSRVQQARIuCipUT0tFTl9FTkRQT0lOVF9BVVRIX01FVEhPRF9QUklWQVRFX0tFWV9KV1QQAhIoCiRUT0tFTl9FTkRQT0lOVF9BVVRIX01FVEhPRF9GRURFUkFURUQQAyqMAQoQU2lnbmluZ0FsZ29yaXRobRIhCh1TSUdOSU5HX0FMR09SSVRITV9VTlNQRUNJRklFRBAAEhsKF1NJR05JTkdfQUxHT1JJVEhNX1JTMjU2EAESGwoXU0lHTklOR19BTEdPUklUSE1fRVMyNTYQAhIbChdTSUdOSU5HX0FMR09SSVRITV9FRERTQRADKq4BCg9TaWduaW5nS2V5U3RhdGUSIQodU0lHTklOR19LRVlfU1RBVEVfVU5TUEVDSUZJRUQQABIaChZTSUdOSU5HX0tFWV9TVEFURV9ORVhUEAESHQoZU0lHTklOR19LRVlfU1RBVEVfQ1VSUkVOVBACEh4KGlNJR05JTkdfS0VZX1NUQVRFX1BSRVZJT1VTEAMSHQoZU0lHTklOR19LRVlfU1RBVEVfUkVUSVJFRBAEKocBCgxBZG1pbktleVJvbGUSHgoaQURNSU5fS0VZX1JPTEVfVU5TUEVDSUZJRUQQABIYChRBRE1JTl9LRVlfUk9MRV9BRE1JThABEiEKHUFETUlOX0tFWV9ST0xFX1RPS0VOX1ZFUklGSUVSEAISGgoWQURNSU5fS0VZX1JPTEVfQVVESVRPUhADQpIBChRpby5naXRodWIubTJtYXV0aC52MUIOUmVzb3VyY2VzUHJvdG9QAVo6Z2l0aHViLmNvbS9tMm1hdXRoL20ybWF1dGgvY2xpZW50cy9nby9tMm1hdXRoL3YxO20ybWF1dGh2MaICA01NQaoCCk0ybUF1dGguVjHKAgpNMm1BdXRoXFYx6gILTTJtQXV0aDo6VjFiBnByb3RvMw", [file_google_protobuf_timestamp]);
 
 /**
  * An organization: one of the platform's customers or partners. Every
@@ -174,6 +174,52 @@ export type Application = Message<"m2mauth.v1.Application"> & {
    * @generated from field: int32 token_quota_per_minute = 12;
    */
   tokenQuotaPerMinute: number;
+
+  /**
+   * How the application authenticates at the token endpoint: exactly one
+   * method. UNSPECIFIED means CLIENT_SECRET (the default on create, and what an
+   * update naming this field without a value sets).
+   *
+   * @generated from field: m2mauth.v1.TokenEndpointAuthMethod token_endpoint_auth_method = 13;
+   */
+  tokenEndpointAuthMethod: TokenEndpointAuthMethod;
+
+  /**
+   * The application's public JWK Set (RFC 7517 section 5) as JSON, e.g.
+   * `{"keys":[{"kty":"EC","crv":"P-256","x":"...","y":"...","kid":"k1"}]}`.
+   * With PRIVATE_KEY_JWT this or `jwks_uri` is required; empty otherwise. 1 to
+   * 10 public keys
+   * (RSA of at least 2048 bits, EC P-256 or OKP Ed25519; `use` "sig" or
+   * absent; `alg` one of RS256, PS256, ES256, EdDSA or absent; distinct
+   * `kid`s); at most 32768 bytes. A key with private members is
+   * INVALID_ARGUMENT. Stored and returned normalised: public members only.
+   *
+   * @generated from field: string jwks = 14;
+   */
+  jwks: string;
+
+  /**
+   * Instead of `jwks` (never both): the https URL m2mauth fetches the JWK Set
+   * from (the same rules apply to what it serves), e.g.
+   * `https://partner.example/.well-known/jwks.json`. At most 2048 characters;
+   * no user info or fragment; http only to a loopback host on a --dev server.
+   * Fetched with a 3 s bound, at most 64 KiB, no redirect to another host;
+   * cached 5 minutes and fetched again (at most every 30 s) when an assertion
+   * names a kid the cached set lacks.
+   *
+   * @generated from field: string jwks_uri = 15;
+   */
+  jwksUri: string;
+
+  /**
+   * With FEDERATED (required then, 1 to 10; empty otherwise): the external
+   * workload identities whose platform tokens authenticate the application
+   * (workload identity federation). The workload sends its token as
+   * `client_assertion` with `client_id`.
+   *
+   * @generated from field: repeated m2mauth.v1.FederatedCredential federated_credentials = 16;
+   */
+  federatedCredentials: FederatedCredential[];
 };
 
 /**
@@ -182,6 +228,51 @@ export type Application = Message<"m2mauth.v1.Application"> & {
  */
 export const ApplicationSchema: GenMessage<Application> = /*@__PURE__*/
   messageDesc(file_m2mauth_v1_resources, 1);
+
+/**
+ * An external identity an application trusts (workload identity federation):
+ * tokens of `issuer` whose `aud` contains `audience` and whose `sub` matches
+ * `subject`.
+ *
+ * @generated from message m2mauth.v1.FederatedCredential
+ */
+export type FederatedCredential = Message<"m2mauth.v1.FederatedCredential"> & {
+  /**
+   * The platform's OpenID Connect issuer URL, e.g.
+   * "https://token.actions.githubusercontent.com": its
+   * /.well-known/openid-configuration must name this issuer, and its jwks_uri
+   * holds the keys (fetched as Application.jwks_uri is). https only (http
+   * only to a loopback host on a --dev server); at most 2048 characters.
+   *
+   * @generated from field: string issuer = 1;
+   */
+  issuer: string;
+
+  /**
+   * The token's `sub`, exactly, e.g.
+   * "system:serviceaccount:billing:invoicer"; or, ending with "*", any `sub`
+   * starting with what precedes it, e.g. "repo:acme/billing:*". "*" alone is
+   * INVALID_ARGUMENT. 1 to 256 printable characters.
+   *
+   * @generated from field: string subject = 2;
+   */
+  subject: string;
+
+  /**
+   * A value the token's `aud` must contain, e.g. "m2mauth". 1 to 256
+   * printable characters.
+   *
+   * @generated from field: string audience = 3;
+   */
+  audience: string;
+};
+
+/**
+ * Describes the message m2mauth.v1.FederatedCredential.
+ * Use `create(FederatedCredentialSchema)` to create a new message.
+ */
+export const FederatedCredentialSchema: GenMessage<FederatedCredential> = /*@__PURE__*/
+  messageDesc(file_m2mauth_v1_resources, 2);
 
 /**
  * A client secret of an application. The plaintext is returned only by
@@ -239,7 +330,7 @@ export type ClientSecret = Message<"m2mauth.v1.ClientSecret"> & {
  * Use `create(ClientSecretSchema)` to create a new message.
  */
 export const ClientSecretSchema: GenMessage<ClientSecret> = /*@__PURE__*/
-  messageDesc(file_m2mauth_v1_resources, 2);
+  messageDesc(file_m2mauth_v1_resources, 3);
 
 /**
  * A public JSON Web Key (RFC 7517). Only public members are ever present.
@@ -316,7 +407,7 @@ export type Jwk = Message<"m2mauth.v1.Jwk"> & {
  * Use `create(JwkSchema)` to create a new message.
  */
 export const JwkSchema: GenMessage<Jwk> = /*@__PURE__*/
-  messageDesc(file_m2mauth_v1_resources, 3);
+  messageDesc(file_m2mauth_v1_resources, 4);
 
 /**
  * A key the server signs access tokens with. The private half never leaves
@@ -389,7 +480,7 @@ export type SigningKey = Message<"m2mauth.v1.SigningKey"> & {
  * Use `create(SigningKeySchema)` to create a new message.
  */
 export const SigningKeySchema: GenMessage<SigningKey> = /*@__PURE__*/
-  messageDesc(file_m2mauth_v1_resources, 4);
+  messageDesc(file_m2mauth_v1_resources, 5);
 
 /**
  * A record of a change or a security-relevant failure. Audit events are
@@ -467,7 +558,7 @@ export type AuditEvent = Message<"m2mauth.v1.AuditEvent"> & {
  * Use `create(AuditEventSchema)` to create a new message.
  */
 export const AuditEventSchema: GenMessage<AuditEvent> = /*@__PURE__*/
-  messageDesc(file_m2mauth_v1_resources, 5);
+  messageDesc(file_m2mauth_v1_resources, 6);
 
 /**
  * A credential of the management plane. The key itself is returned only by
@@ -557,7 +648,7 @@ export type AdminKey = Message<"m2mauth.v1.AdminKey"> & {
  * Use `create(AdminKeySchema)` to create a new message.
  */
 export const AdminKeySchema: GenMessage<AdminKey> = /*@__PURE__*/
-  messageDesc(file_m2mauth_v1_resources, 6);
+  messageDesc(file_m2mauth_v1_resources, 7);
 
 /**
  * Tokens issued to one application on one day (UTC).
@@ -586,7 +677,52 @@ export type DailyTokenCount = Message<"m2mauth.v1.DailyTokenCount"> & {
  * Use `create(DailyTokenCountSchema)` to create a new message.
  */
 export const DailyTokenCountSchema: GenMessage<DailyTokenCount> = /*@__PURE__*/
-  messageDesc(file_m2mauth_v1_resources, 7);
+  messageDesc(file_m2mauth_v1_resources, 8);
+
+/**
+ * How an application authenticates at the token endpoint (RFC 7591 section 2
+ * `token_endpoint_auth_method`).
+ *
+ * @generated from enum m2mauth.v1.TokenEndpointAuthMethod
+ */
+export enum TokenEndpointAuthMethod {
+  /**
+   * Not set: CLIENT_SECRET.
+   *
+   * @generated from enum value: TOKEN_ENDPOINT_AUTH_METHOD_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * A client secret: HTTP Basic (client_secret_basic) or the form body or
+   * request fields (client_secret_post), RFC 6749 section 2.3.1.
+   *
+   * @generated from enum value: TOKEN_ENDPOINT_AUTH_METHOD_CLIENT_SECRET = 1;
+   */
+  CLIENT_SECRET = 1,
+
+  /**
+   * A JWT signed with a key of the application's `jwks` or `jwks_uri` (private_key_jwt,
+   * RFC 7523 section 2.2); its secrets, if any, do not authenticate it.
+   *
+   * @generated from enum value: TOKEN_ENDPOINT_AUTH_METHOD_PRIVATE_KEY_JWT = 2;
+   */
+  PRIVATE_KEY_JWT = 2,
+
+  /**
+   * A token the workload's own platform issued, matching one of the
+   * application's `federated_credentials` (workload identity federation).
+   *
+   * @generated from enum value: TOKEN_ENDPOINT_AUTH_METHOD_FEDERATED = 3;
+   */
+  FEDERATED = 3,
+}
+
+/**
+ * Describes the enum m2mauth.v1.TokenEndpointAuthMethod.
+ */
+export const TokenEndpointAuthMethodSchema: GenEnum<TokenEndpointAuthMethod> = /*@__PURE__*/
+  enumDesc(file_m2mauth_v1_resources, 0);
 
 /**
  * The algorithm a signing key signs with (RFC 7518 section 3.1, RFC 8037).
@@ -628,7 +764,7 @@ export enum SigningAlgorithm {
  * Describes the enum m2mauth.v1.SigningAlgorithm.
  */
 export const SigningAlgorithmSchema: GenEnum<SigningAlgorithm> = /*@__PURE__*/
-  enumDesc(file_m2mauth_v1_resources, 0);
+  enumDesc(file_m2mauth_v1_resources, 1);
 
 /**
  * Where a signing key is in its life. Keys move NEXT -> CURRENT -> PREVIOUS ->
@@ -679,7 +815,7 @@ export enum SigningKeyState {
  * Describes the enum m2mauth.v1.SigningKeyState.
  */
 export const SigningKeyStateSchema: GenEnum<SigningKeyState> = /*@__PURE__*/
-  enumDesc(file_m2mauth_v1_resources, 1);
+  enumDesc(file_m2mauth_v1_resources, 2);
 
 /**
  * What an admin key may do. Every PERMISSION_DENIED names the permission that
@@ -725,5 +861,5 @@ export enum AdminKeyRole {
  * Describes the enum m2mauth.v1.AdminKeyRole.
  */
 export const AdminKeyRoleSchema: GenEnum<AdminKeyRole> = /*@__PURE__*/
-  enumDesc(file_m2mauth_v1_resources, 2);
+  enumDesc(file_m2mauth_v1_resources, 3);
 

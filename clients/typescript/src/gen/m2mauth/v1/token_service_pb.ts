@@ -12,10 +12,12 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file m2mauth/v1/token_service.proto.
  */
 export const file_m2mauth_v1_token_service: GenFile = /*@__PURE__*/
-  fileDesc("Ch5tMm1hdXRoL3YxL3Rva2VuX3NlcnZpY2UucHJvdG8SCm0ybWF1dGgudjEicgoRSXNzdWVUb2tlblJlcXVlc3QSEgoKZ3JhbnRfdHlwZRgBIAEoCRIRCgljbGllbnRfaWQYAiABKAkSFQoNY2xpZW50X3NlY3JldBgDIAEoCRINCgVzY29wZRgEIAEoCRIQCghhdWRpZW5jZRgFIAEoCSJhChJJc3N1ZVRva2VuUmVzcG9uc2USFAoMYWNjZXNzX3Rva2VuGAEgASgJEhIKCnRva2VuX3R5cGUYAiABKAkSEgoKZXhwaXJlc19pbhgDIAEoAxINCgVzY29wZRgEIAEoCSJlChFJbnRyb3NwZWN0UmVxdWVzdBINCgV0b2tlbhgBIAEoCRIXCg90b2tlbl90eXBlX2hpbnQYAiABKAkSEQoJY2xpZW50X2lkGAMgASgJEhUKDWNsaWVudF9zZWNyZXQYBCABKAkiuAEKEkludHJvc3BlY3RSZXNwb25zZRIOCgZhY3RpdmUYASABKAgSDQoFc2NvcGUYAiABKAkSEQoJY2xpZW50X2lkGAMgASgJEhIKCnRva2VuX3R5cGUYBCABKAkSCwoDZXhwGAUgASgDEgsKA2lhdBgGIAEoAxILCgNzdWIYByABKAkSCwoDYXVkGAggAygJEgsKA2lzcxgJIAEoCRILCgNqdGkYCiABKAkSDgoGb3JnX2lkGAsgASgJImYKElJldm9rZVRva2VuUmVxdWVzdBINCgV0b2tlbhgBIAEoCRIXCg90b2tlbl90eXBlX2hpbnQYAiABKAkSEQoJY2xpZW50X2lkGAMgASgJEhUKDWNsaWVudF9zZWNyZXQYBCABKAkiFQoTUmV2b2tlVG9rZW5SZXNwb25zZSIQCg5HZXRKd2tzUmVxdWVzdCJZCg9HZXRKd2tzUmVzcG9uc2USHQoEa2V5cxgBIAMoCzIPLm0ybWF1dGgudjEuSndrEhcKD21heF9hZ2Vfc2Vjb25kcxgCIAEoBRIOCgZpc3N1ZXIYAyABKAkyvAIKDFRva2VuU2VydmljZRJLCgpJc3N1ZVRva2VuEh0ubTJtYXV0aC52MS5Jc3N1ZVRva2VuUmVxdWVzdBoeLm0ybWF1dGgudjEuSXNzdWVUb2tlblJlc3BvbnNlEksKCkludHJvc3BlY3QSHS5tMm1hdXRoLnYxLkludHJvc3BlY3RSZXF1ZXN0Gh4ubTJtYXV0aC52MS5JbnRyb3NwZWN0UmVzcG9uc2USTgoLUmV2b2tlVG9rZW4SHi5tMm1hdXRoLnYxLlJldm9rZVRva2VuUmVxdWVzdBofLm0ybWF1dGgudjEuUmV2b2tlVG9rZW5SZXNwb25zZRJCCgdHZXRKd2tzEhoubTJtYXV0aC52MS5HZXRKd2tzUmVxdWVzdBobLm0ybWF1dGgudjEuR2V0Sndrc1Jlc3BvbnNlQpUBChRpby5naXRodWIubTJtYXV0aC52MUIRVG9rZW5TZXJ2aWNlUHJvdG9QAVo6Z2l0aHViLmNvbS9tMm1hdXRoL20ybWF1dGgvY2xpZW50cy9nby9tMm1hdXRoL3YxO20ybWF1dGh2MaICA01NQaoCCk0ybUF1dGguVjHKAgpNMm1BdXRoXFYx6gILTTJtQXV0aDo6VjFiBnByb3RvMw", [file_m2mauth_v1_resources]);
+  fileDesc("Ch5tMm1hdXRoL3YxL3Rva2VuX3NlcnZpY2UucHJvdG8SCm0ybWF1dGgudjEiqwEKEUlzc3VlVG9rZW5SZXF1ZXN0EhIKCmdyYW50X3R5cGUYASABKAkSEQoJY2xpZW50X2lkGAIgASgJEhUKDWNsaWVudF9zZWNyZXQYAyABKAkSDQoFc2NvcGUYBCABKAkSEAoIYXVkaWVuY2UYBSABKAkSHQoVY2xpZW50X2Fzc2VydGlvbl90eXBlGAYgASgJEhgKEGNsaWVudF9hc3NlcnRpb24YByABKAkiYQoSSXNzdWVUb2tlblJlc3BvbnNlEhQKDGFjY2Vzc190b2tlbhgBIAEoCRISCgp0b2tlbl90eXBlGAIgASgJEhIKCmV4cGlyZXNfaW4YAyABKAMSDQoFc2NvcGUYBCABKAkingEKEUludHJvc3BlY3RSZXF1ZXN0Eg0KBXRva2VuGAEgASgJEhcKD3Rva2VuX3R5cGVfaGludBgCIAEoCRIRCgljbGllbnRfaWQYAyABKAkSFQoNY2xpZW50X3NlY3JldBgEIAEoCRIdChVjbGllbnRfYXNzZXJ0aW9uX3R5cGUYBSABKAkSGAoQY2xpZW50X2Fzc2VydGlvbhgGIAEoCSK4AQoSSW50cm9zcGVjdFJlc3BvbnNlEg4KBmFjdGl2ZRgBIAEoCBINCgVzY29wZRgCIAEoCRIRCgljbGllbnRfaWQYAyABKAkSEgoKdG9rZW5fdHlwZRgEIAEoCRILCgNleHAYBSABKAMSCwoDaWF0GAYgASgDEgsKA3N1YhgHIAEoCRILCgNhdWQYCCADKAkSCwoDaXNzGAkgASgJEgsKA2p0aRgKIAEoCRIOCgZvcmdfaWQYCyABKAkinwEKElJldm9rZVRva2VuUmVxdWVzdBINCgV0b2tlbhgBIAEoCRIXCg90b2tlbl90eXBlX2hpbnQYAiABKAkSEQoJY2xpZW50X2lkGAMgASgJEhUKDWNsaWVudF9zZWNyZXQYBCABKAkSHQoVY2xpZW50X2Fzc2VydGlvbl90eXBlGAUgASgJEhgKEGNsaWVudF9hc3NlcnRpb24YBiABKAkiFQoTUmV2b2tlVG9rZW5SZXNwb25zZSIQCg5HZXRKd2tzUmVxdWVzdCJZCg9HZXRKd2tzUmVzcG9uc2USHQoEa2V5cxgBIAMoCzIPLm0ybWF1dGgudjEuSndrEhcKD21heF9hZ2Vfc2Vjb25kcxgCIAEoBRIOCgZpc3N1ZXIYAyABKAkyvAIKDFRva2VuU2VydmljZRJLCgpJc3N1ZVRva2VuEh0ubTJtYXV0aC52MS5Jc3N1ZVRva2VuUmVxdWVzdBoeLm0ybWF1dGgudjEuSXNzdWVUb2tlblJlc3BvbnNlEksKCkludHJvc3BlY3QSHS5tMm1hdXRoLnYxLkludHJvc3BlY3RSZXF1ZXN0Gh4ubTJtYXV0aC52MS5JbnRyb3NwZWN0UmVzcG9uc2USTgoLUmV2b2tlVG9rZW4SHi5tMm1hdXRoLnYxLlJldm9rZVRva2VuUmVxdWVzdBofLm0ybWF1dGgudjEuUmV2b2tlVG9rZW5SZXNwb25zZRJCCgdHZXRKd2tzEhoubTJtYXV0aC52MS5HZXRKd2tzUmVxdWVzdBobLm0ybWF1dGgudjEuR2V0Sndrc1Jlc3BvbnNlQpUBChRpby5naXRodWIubTJtYXV0aC52MUIRVG9rZW5TZXJ2aWNlUHJvdG9QAVo6Z2l0aHViLmNvbS9tMm1hdXRoL20ybWF1dGgvY2xpZW50cy9nby9tMm1hdXRoL3YxO20ybWF1dGh2MaICA01NQaoCCk0ybUF1dGguVjHKAgpNMm1BdXRoXFYx6gILTTJtQXV0aDo6VjFiBnByb3RvMw", [file_m2mauth_v1_resources]);
 
 /**
- * Request for IssueToken. Field names follow RFC 6749 section 4.4.2.
+ * Request for IssueToken. Field names follow RFC 6749 section 4.4.2. The
+ * client authenticates with exactly one of: client_id + client_secret, or
+ * client_assertion_type + client_assertion (private_key_jwt).
  *
  * @generated from message m2mauth.v1.IssueTokenRequest
  */
@@ -28,14 +30,15 @@ export type IssueTokenRequest = Message<"m2mauth.v1.IssueTokenRequest"> & {
   grantType: string;
 
   /**
-   * Required. The application's client_id ("client_...").
+   * The application's client_id ("client_..."). Required with client_secret;
+   * optional with client_assertion, where it must equal the assertion's `sub`.
    *
    * @generated from field: string client_id = 2;
    */
   clientId: string;
 
   /**
-   * Required. One of the application's live client secrets.
+   * One of the application's live client secrets (client_secret applications).
    *
    * @generated from field: string client_secret = 3;
    */
@@ -57,6 +60,27 @@ export type IssueTokenRequest = Message<"m2mauth.v1.IssueTokenRequest"> & {
    * @generated from field: string audience = 5;
    */
   audience: string;
+
+  /**
+   * With client_assertion (private_key_jwt applications): must be
+   * "urn:ietf:params:oauth:client-assertion-type:jwt-bearer" (RFC 7523
+   * section 2.2).
+   *
+   * @generated from field: string client_assertion_type = 6;
+   */
+  clientAssertionType: string;
+
+  /**
+   * A JWT signed with a key of the application's `jwks` (RS256, PS256, ES256
+   * or EdDSA; the key named by `kid`, or the only one fitting `alg`), with
+   * `iss` = `sub` = the client_id, `aud` = the issuer or its token endpoint URL
+   * (issuer + "/oauth2/token"), `exp` at most 3600 s ahead (configurable) and a
+   * `jti` never used before (RFC 7523 section 3). At most 8192 characters.
+   * Any failure is UNAUTHENTICATED (INVALID_CLIENT).
+   *
+   * @generated from field: string client_assertion = 7;
+   */
+  clientAssertion: string;
 };
 
 /**
@@ -144,6 +168,22 @@ export type IntrospectRequest = Message<"m2mauth.v1.IntrospectRequest"> & {
    * @generated from field: string client_secret = 4;
    */
   clientSecret: string;
+
+  /**
+   * Instead of client_secret, for a private_key_jwt application: as in
+   * IssueTokenRequest (`aud` the issuer or the token endpoint URL; a `jti`
+   * never used before).
+   *
+   * @generated from field: string client_assertion_type = 5;
+   */
+  clientAssertionType: string;
+
+  /**
+   * The client assertion, with client_assertion_type (see IssueTokenRequest).
+   *
+   * @generated from field: string client_assertion = 6;
+   */
+  clientAssertion: string;
 };
 
 /**
@@ -279,6 +319,22 @@ export type RevokeTokenRequest = Message<"m2mauth.v1.RevokeTokenRequest"> & {
    * @generated from field: string client_secret = 4;
    */
   clientSecret: string;
+
+  /**
+   * Instead of client_secret, for a private_key_jwt application: as in
+   * IssueTokenRequest (`aud` the issuer or the token endpoint URL; a `jti`
+   * never used before).
+   *
+   * @generated from field: string client_assertion_type = 5;
+   */
+  clientAssertionType: string;
+
+  /**
+   * The client assertion, with client_assertion_type (see IssueTokenRequest).
+   *
+   * @generated from field: string client_assertion = 6;
+   */
+  clientAssertion: string;
 };
 
 /**
