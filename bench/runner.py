@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import platform
 import sys
@@ -23,7 +24,7 @@ from bench.cases import Case, Measurement
 from bench.ceilings import Rate, crypto_rates, verify_kit_rate
 from bench.grpc_load import run_grpc_load
 from bench.h2load import ensure_h2load, h2load_version, run_h2load, write_request_file
-from bench.provision import Client, provision
+from bench.provision import Client, KeyedClient, provision, provision_keyed
 from bench.report import (
     HEADER,
     TargetResult,
@@ -50,21 +51,31 @@ from m2mauth.v1 import token_service_pb2 as token_pb
 SERVICE = "/m2mauth.v1.TokenService/"
 HTTP_PATHS = {
     "issue": "/oauth2/token",
+    "issue-key": "/oauth2/token",
     "introspect": "/oauth2/introspection",
     "jwks": "/oauth2/jwks",
 }
 GRPC_METHODS = {"issue": "IssueToken", "introspect": "Introspect", "jwks": "GetJwks"}
 
 
+# Requests per second that a private_key_jwt case must have assertions for: each is
+# single use, so the load generator needs one per request (more than the server
+# can answer; a shortfall would show as errors, never as a faster server).
+KEYED_ASSERTIONS_PER_SECOND = 10_000
+
+
 def plan(settings: BenchSettings, backend: str, algorithm: str, first: bool) -> list[Case]:
-    """Issuance and introspection everywhere; JWKS (which reads no store and signs
-    nothing) once, on the first server of the run."""
-    operations = ["issue", "introspect"] + (["jwks"] if first else [])
+    """Issuance (with a client secret, and with a key: private_key_jwt over HTTP)
+    and introspection everywhere; JWKS (which reads no store and signs nothing)
+    once, on the first server of the run."""
+    operations = ["issue", "issue-key", "introspect"] + (["jwks"] if first else [])
     cases = [
         Case(backend, algorithm, operation, transport, concurrency)
         for operation in operations
         for transport in ("http", "grpc")
         for concurrency in settings.concurrencies
+        # h2load sends one request body over and over: a single-use assertion can't.
+        if not (operation == "issue-key" and transport == "grpc")
     ]
     return [case for case in cases if settings.wants(case.name)]
 
@@ -103,6 +114,8 @@ def _http_request(case: Case, client: Client) -> tuple[str, str, str]:
     if case.operation == "introspect":
         body = urllib.parse.urlencode({"token": client.token})
         return "POST", body, client.basic_authorization()
+    if case.operation == "issue-key":
+        return "POST", "", ""  # the bodies come from a file: one fresh assertion each
     return "GET", "", ""
 
 
@@ -180,6 +193,7 @@ def run_case(
     client: Client,
     tools: Tools,
     sign_per_core: float | None,
+    keyed: KeyedClient | None = None,
 ) -> Measurement:
     window = Window(server.pid)
     load: LoadResult
@@ -192,11 +206,23 @@ def run_case(
             "body": body,
             "authorization": authorization,
         }
-        run_wrk(tools.wrk, url, seconds=settings.warmup, **common)
+        warmup_bodies = measured_bodies = None
+        if case.operation == "issue-key":
+            if keyed is None:
+                raise BenchError(f"{case.name}: no private_key_jwt application provisioned")
+            warmup_bodies, measured_bodies = (
+                keyed.write_forms(
+                    tools.workdir / f"assertions-{part}.txt",
+                    math.ceil(seconds * KEYED_ASSERTIONS_PER_SECOND) + case.concurrency,
+                )
+                for part, seconds in (("warmup", settings.warmup), ("measured", settings.duration))
+            )
+        run_wrk(tools.wrk, url, seconds=settings.warmup, body_file=warmup_bodies, **common)
         load = run_wrk(
             tools.wrk,
             url,
             seconds=settings.duration,
+            body_file=measured_bodies,
             on_start=window.on_start,
             on_end=window.on_end,
             **common,
@@ -330,6 +356,11 @@ class Run:
         ):
             try:
                 client = provision(server)
+                keyed = (
+                    provision_keyed(server)
+                    if any(c.operation == "issue-key" for c in cases)
+                    else None
+                )
                 self._record_server(server, backend)
                 if verify_key not in self.rates:
                     self.rates[verify_key] = verify_kit_rate(
@@ -349,6 +380,7 @@ class Run:
                         client,
                         self.tools,
                         sign.per_second if sign else None,
+                        keyed,
                     )
                     self.results.append(measured)
                     print(row(measured), flush=True)

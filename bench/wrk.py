@@ -64,10 +64,12 @@ def run_wrk(
     method: str = "GET",
     body: str = "",
     authorization: str = "",
+    body_file: Path | None = None,
     on_start: Callable[[], None] | None = None,
     on_end: Callable[[], None] | None = None,
 ) -> LoadResult:
-    """Keep ``concurrency`` keep-alive connections busy for ``seconds``."""
+    """Keep ``concurrency`` keep-alive connections busy for ``seconds``; with
+    ``body_file``, each request sends the next of its lines (see wrk_report.lua)."""
     threads = max(1, min(concurrency, os.cpu_count() or 1))
     command = [
         exe,
@@ -85,6 +87,8 @@ def run_wrk(
         "BENCH_METHOD": method,
         "BENCH_BODY": body,
         "BENCH_AUTHORIZATION": authorization,
+        "BENCH_BODY_FILE": str(body_file) if body_file else "",
+        "BENCH_THREADS": str(threads),
     }
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     if on_start:
