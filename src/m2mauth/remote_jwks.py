@@ -6,8 +6,14 @@ behalf, so every fetch is bounded the way a server-side request must be:
 
 * https only; http only to a loopback host on a ``--dev`` server (a local test
   issuer), checked again at every hop;
+* only to public (globally routable) addresses, checked on the connected
+  socket, so a name that resolves to an internal address, or is re-pointed
+  there later, is refused; a ``--dev`` server may also reach loopback and
+  private addresses;
 * at most :data:`TIMEOUT_SECONDS` for the whole exchange and
-  :data:`MAX_RESPONSE_BYTES` of body, whatever the server sends;
+  :data:`MAX_RESPONSE_BYTES` of body, whatever the server sends (a timer cuts
+  the connection: a server dripping bytes cannot hold a thread), and a request
+  waits at most as long for another one's fetch of the same URL;
 * no redirect to another scheme, host or port (at most :data:`MAX_REDIRECTS`
   on the same one), no proxy from the environment;
 * the answer must be a JWK Set by the same rules as an inline one (public
@@ -28,6 +34,7 @@ a thread before any I/O. The HTTP is the verify kit's bounded stdlib client.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import ssl
@@ -51,6 +58,25 @@ CACHE_SECONDS = 300.0
 MIN_REFETCH_SECONDS = 30.0
 MAX_CACHED_URIS = 10_000
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
+
+
+# What the cache keeps an answer under: ("jwks", the URL) or ("discovery", the issuer).
+_Key = tuple[str, str]
+
+
+def public_address(address: str) -> bool:
+    """Globally routable: not loopback, private, link-local (cloud metadata),
+    shared, reserved or multicast (RFC 6890)."""
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return False
+    mapped = getattr(ip, "ipv4_mapped", None)
+    return bool((mapped or ip).is_global) and not ip.is_multicast
+
+
+def _any_address(address: str) -> bool:
+    return True
 
 
 class FetchRefused(Exception):
@@ -82,6 +108,7 @@ class RemoteJwksCache:
         self,
         *,
         allow_http_loopback: bool = False,
+        allow_internal_addresses: bool | None = None,
         timeout_seconds: float = TIMEOUT_SECONDS,
         max_response_bytes: int = MAX_RESPONSE_BYTES,
         cache_seconds: float = CACHE_SECONDS,
@@ -90,27 +117,37 @@ class RemoteJwksCache:
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._allow_http_loopback = allow_http_loopback
+        # Loopback and private addresses: a --dev server's local test issuer.
+        internal = (
+            allow_http_loopback if allow_internal_addresses is None else allow_internal_addresses
+        )
+        self._peer_allowed = _any_address if internal else public_address
         self._timeout = timeout_seconds
         self._max_bytes = max_response_bytes
         self._cache_seconds = cache_seconds
         self._min_refetch = min_refetch_seconds
         self._ssl_context = ssl_context
         self._monotonic = monotonic
-        self._cache: dict[str, _Entry] = {}
+        self._cache: dict[_Key, _Entry] = {}
         self._lock = threading.Lock()
         # One fetch per URL at a time: requests arriving meanwhile wait for its
         # result instead of each asking the partner's host.
-        self._fetching: dict[str, threading.Lock] = {}
+        self._fetching: dict[_Key, threading.Lock] = {}
 
     def get(self, uri: str, *, refresh: bool = False) -> str | None:
-        return self._get(uri, refresh, _jwk_set)
+        return self._get(("jwks", uri), uri, refresh, _jwk_set)
 
     def issuer_jwks(self, issuer: str, *, refresh: bool = False) -> str | None:
         """The JWK Set of an OpenID Connect issuer: its discovery document
         (OpenID Connect Discovery 1.0 section 4) names the jwks_uri, and must
         name this issuer (section 4.3); both are cached and bounded alike."""
         discovery = issuer.rstrip("/") + "/.well-known/openid-configuration"
-        jwks_uri = self._get(discovery, False, self._discovered_jwks_uri(issuer))
+        # Cached per issuer, not per URL: "https://a/" and "https://a" share the
+        # document's URL, but only one of them is the issuer it names, and one
+        # tenant's refused issuer must not stand for another's.
+        jwks_uri = self._get(
+            ("discovery", issuer), discovery, False, self._discovered_jwks_uri(issuer)
+        )
         return None if jwks_uri is None else self.get(jwks_uri, refresh=refresh)
 
     def _discovered_jwks_uri(self, issuer: str) -> Callable[[str], str]:
@@ -133,25 +170,30 @@ class RemoteJwksCache:
 
         return parse
 
-    def _get(self, uri: str, refresh: bool, parse: Callable[[str], str]) -> str | None:
-        hit, answer = self._cached(uri, refresh)
+    def _get(self, key: _Key, uri: str, refresh: bool, parse: Callable[[str], str]) -> str | None:
+        hit, answer = self._cached(key, refresh)
         if hit:
             return answer
         check_may_block()
         with self._lock:
-            fetching = self._fetching.setdefault(uri, threading.Lock())
-        with fetching:
+            fetching = self._fetching.setdefault(key, threading.Lock())
+        # Another request's fetch of it is bounded by the timeout: wait no longer.
+        if not fetching.acquire(timeout=self._timeout):
+            return self._cached(key, False)[1]
+        try:
             # Another request may have fetched it while this one waited.
-            hit, answer = self._cached(uri, refresh)
+            hit, answer = self._cached(key, refresh)
             if hit:
                 return answer
-            return self._fetch_and_remember(uri, parse)
+            return self._fetch_and_remember(key, uri, parse)
+        finally:
+            fetching.release()
 
-    def _cached(self, uri: str, refresh: bool) -> tuple[bool, str | None]:
+    def _cached(self, key: _Key, refresh: bool) -> tuple[bool, str | None]:
         """(True, the cache's answer), or (False, None) when the URL must be fetched."""
         now = self._monotonic()
         with self._lock:
-            entry = self._cache.get(uri)
+            entry = self._cache.get(key)
         if entry is None:
             return False, None
         usable = entry.jwks if now < entry.usable_until else None
@@ -160,9 +202,9 @@ class RemoteJwksCache:
             return True, usable
         return False, None
 
-    def _fetch_and_remember(self, uri: str, parse: Callable[[str], str]) -> str | None:
+    def _fetch_and_remember(self, key: _Key, uri: str, parse: Callable[[str], str]) -> str | None:
         with self._lock:
-            entry = self._cache.get(uri)
+            entry = self._cache.get(key)
         try:
             jwks: str | None = self._fetch(uri, parse)
         except FetchRefused as refused:
@@ -177,11 +219,11 @@ class RemoteJwksCache:
             old = entry.jwks if entry is not None else None
             fresh = _Entry(old, now, entry.usable_until if entry is not None else now)
         with self._lock:
-            if len(self._cache) >= MAX_CACHED_URIS and uri not in self._cache:
+            if len(self._cache) >= MAX_CACHED_URIS and key not in self._cache:
                 oldest = next(iter(self._cache))  # oldest inserted
                 del self._cache[oldest]
                 self._fetching.pop(oldest, None)
-            self._cache[uri] = fresh
+            self._cache[key] = fresh
         return fresh.jwks if now < fresh.usable_until else None
 
     def _fetch(self, uri: str, parse: Callable[[str], str]) -> str:
@@ -203,6 +245,8 @@ class RemoteJwksCache:
                     timeout=remaining,
                     max_bytes=self._max_bytes,
                     ssl_context=self._ssl_context,
+                    peer_allowed=self._peer_allowed,
+                    env_proxies=False,
                 )
             except HttpFailure as exc:
                 raise FetchRefused(f"no complete response: {exc}") from None

@@ -236,3 +236,15 @@ def test_organizations_page_by_page_and_search_across_pages(console: Console) ->
     assert ">Needle 3<" in found.text
     assert ">Needle 22<" in found.text
     assert ">Hay 4<" not in found.text
+
+
+def test_signing_out_deletes_the_session_cookie_and_sets_no_other(console: Console) -> None:
+    """Only the deletion: a refreshed session cookie beside it would outlive the
+    sign-out in the browser (the server refuses it, but should never send it)."""
+    client, token = console.signed_in()
+    reply = client.post("/console/sign-out", data={"csrf_token": token})
+    sessions = [c for c in reply.headers.get_list("set-cookie") if c.startswith("m2mauth_console=")]
+    assert len(sessions) == 1, sessions
+    assert "max-age=0" in sessions[0].lower() or 'm2mauth_console=""' in sessions[0]
+    assert "m2mauth_console" not in client.cookies
+    assert client.get("/console/organizations").status_code in (302, 303)

@@ -18,11 +18,12 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
+import pytest
 
 from m2mauth.core.applications import ApplicationFields
 from m2mauth.core.models import TokenEndpointAuthMethod
 from m2mauth.core.private_key_jwt import JWT_BEARER_ASSERTION_TYPE
-from m2mauth.remote_jwks import RemoteJwksCache
+from m2mauth.remote_jwks import RemoteJwksCache, public_address
 from m2mauth.store.schema import migrate
 from m2mauth.store.sql import SqlStore
 from tests.assertions import assertion, jwks_of, new_key
@@ -36,6 +37,7 @@ class Route:
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0
+    drip: float = 0.0  # seconds between the body's bytes (a slow-loris server)
 
 
 @dataclass
@@ -71,7 +73,12 @@ def jwks_host(tls: ssl.SSLContext | None = None) -> Iterator[JwksHost]:
             self.end_headers()
             # The client may give up first (the size or time bound): expected.
             with contextlib.suppress(OSError):
-                self.wfile.write(route.body)
+                if not route.drip:
+                    self.wfile.write(route.body)
+                for byte in route.body if route.drip else b"":
+                    self.wfile.write(bytes([byte]))
+                    self.wfile.flush()
+                    time.sleep(route.drip)
 
         def log_message(self, *args: object) -> None:
             pass
@@ -194,12 +201,92 @@ def test_plain_http_is_for_loopback_on_a_dev_server_only(tmp_path: Path) -> None
     client_tls = ssl.create_default_context(cafile=str(ca.cert_path))
     with jwks_host(server_tls) as host:
         uri = host.serve("/jwks.json", jwks_of(key))
-        assert kid_of(RemoteJwksCache(ssl_context=client_tls).get(uri)) == [key.kid]
+        # Outside --dev only public addresses are fetched from, https included.
+        assert RemoteJwksCache(ssl_context=client_tls).get(uri) is None
+        assert host.hits == []
+        internal = RemoteJwksCache(ssl_context=client_tls, allow_internal_addresses=True)
+        assert kid_of(internal.get(uri)) == [key.kid]
         # An https redirect to http on the same host and port is another origin.
         host.routes["/down"] = Route(
             status=301, headers={"Location": uri.replace("https://", "http://")}
         )
-        assert RemoteJwksCache(ssl_context=client_tls).get(host.url("/down")) is None
+        internal = RemoteJwksCache(ssl_context=client_tls, allow_internal_addresses=True)
+        assert internal.get(host.url("/down")) is None
+
+
+def test_only_public_addresses_outside_dev() -> None:
+    """Loopback, private, link-local (cloud metadata), shared and reserved ranges
+    are the server's own network: a partner's URL must not reach into it."""
+    for internal in (
+        "127.0.0.1",
+        "10.0.0.5",
+        "172.16.0.1",
+        "192.168.1.1",
+        "169.254.169.254",
+        "100.64.0.1",
+        "0.0.0.0",
+        "::1",
+        "fc00::1",
+        "fe80::1%eth0",
+        "::ffff:10.0.0.1",
+        "224.0.0.1",
+    ):
+        assert not public_address(internal), internal
+    for public in ("8.8.8.8", "2001:4860:4860::8888", "::ffff:8.8.8.8"):
+        assert public_address(public), public
+
+
+def test_a_host_dripping_its_answer_cannot_hold_fetches_past_the_timeout() -> None:
+    """Each byte comes inside the socket timeout; the whole exchange still ends at
+    its bound, and requests waiting for the same URL wait no longer."""
+    key = new_key()
+    with jwks_host() as host:
+        host.routes["/slow"] = Route(body=jwks_of(key).encode(), drip=0.05)
+        cache = dev_cache(timeout_seconds=1.0)
+        results: list[float] = []
+
+        def fetch() -> None:
+            started = time.monotonic()
+            assert cache.get(host.url("/slow")) is None
+            results.append(time.monotonic() - started)
+
+        threads = [threading.Thread(target=fetch) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+        assert len(results) == 4
+        # The body would take 0.05 s x its length (several seconds) to arrive.
+        assert len(jwks_of(key)) * 0.05 > 5
+        assert max(results) < 2.5, results
+
+
+def test_proxies_from_the_environment_are_not_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    key = new_key()
+    for name in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY"):
+        monkeypatch.setenv(name, "http://127.0.0.1:9")  # nothing listens on 9
+    for name in ("no_proxy", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    with jwks_host() as host:
+        assert kid_of(dev_cache().get(host.serve("/jwks.json", jwks_of(key)))) == [key.kid]
+
+
+def test_one_issuers_refused_discovery_does_not_stand_for_another() -> None:
+    """Discovery answers are kept per issuer and apart from JWK Sets: an issuer
+    spelled with a trailing slash (refused: the document names it without) does
+    not poison the real one, and a discovery URL is never a JWK Set."""
+    key = new_key()
+    with jwks_host() as host:
+        issuer = host.url("/iss")
+        host.serve("/iss/jwks", jwks_of(key))
+        document = {"issuer": issuer, "jwks_uri": host.url("/iss/jwks")}
+        host.routes["/iss/.well-known/openid-configuration"] = Route(
+            body=json.dumps(document).encode()
+        )
+        cache = dev_cache()
+        assert cache.issuer_jwks(issuer + "/") is None
+        assert kid_of(cache.issuer_jwks(issuer)) == [key.kid]
+        assert cache.get(host.url("/iss/.well-known/openid-configuration")) is None
 
 
 def test_a_partner_publishing_its_keys_gets_tokens_from_a_dev_shim(sqlite_url: str) -> None:

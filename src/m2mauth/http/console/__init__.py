@@ -91,7 +91,9 @@ class SignIn:
 
     def sign_out(self, call: Call) -> Response:
         self.console.sessions.sign_out(call.session)
-        return self.console.to_sign_in(call.request, SessionEnded("signed_out"))
+        # Raised, not returned: the page runner then sends the sign-in page that
+        # deletes the cookie, and no refreshed session cookie beside it.
+        raise SessionEnded("signed_out")
 
 
 def create_console(
