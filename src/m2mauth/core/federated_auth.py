@@ -30,10 +30,8 @@ from typing import Any, ClassVar
 
 import jwt
 
-from m2mauth.core import ids
 from m2mauth.core.changes import Change
 from m2mauth.core.client_auth import (
-    MAX_CLIENT_ID_LENGTH,
     AuthenticatedClient,
     FailureSink,
     failed,
@@ -53,6 +51,7 @@ from m2mauth.core.policy import TokenParts
 from m2mauth.core.private_key_jwt import (
     JWT_BEARER_ASSERTION_TYPE,
     federated_shape,
+    load_client,
     state_problem,
     time_problem,
     unverified_parts,
@@ -175,12 +174,7 @@ class FederatedCredentialAuth:
         return time_problem(verified, now, self._max_lifetime, self._leeway)
 
     def _load(self, client_id: str) -> tuple[Application | None, Organization | None]:
-        if len(client_id) > MAX_CLIENT_ID_LENGTH or not ids.is_id(client_id, ids.CLIENT):
-            return None, None
-        with self._store.reading() as uow:
-            app = uow.get_application_by_client_id(client_id)
-            org = uow.get_organization(app.organization_id) if app is not None else None
-        return app, org
+        return load_client(self._store, client_id)
 
     # Nothing is cached here (the issuers' key sets are, by the RemoteJwks).
     def invalidate(self, client_id: str | None = None) -> None:

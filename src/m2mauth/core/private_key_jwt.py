@@ -219,13 +219,7 @@ class PrivateKeyJwtAuth:
         ) or _jti(claims)
 
     def _load(self, client_id: str) -> tuple[Application | None, Organization | None]:
-        # A client_id that cannot be ours is unknown without asking the store.
-        if len(client_id) > MAX_CLIENT_ID_LENGTH or not ids.is_id(client_id, ids.CLIENT):
-            return None, None
-        with self._store.reading() as uow:
-            app = uow.get_application_by_client_id(client_id)
-            org = uow.get_organization(app.organization_id) if app is not None else None
-        return app, org
+        return load_client(self._store, client_id)
 
     # Nothing is cached (see the module docstring): nothing to forget.
     def invalidate(self, client_id: str | None = None) -> None:
@@ -236,6 +230,17 @@ class PrivateKeyJwtAuth:
 
     def reset(self) -> None:
         pass
+
+
+def load_client(store: Store, client_id: str) -> tuple[Application | None, Organization | None]:
+    """The application with this client_id and its organization, read fresh."""
+    # A client_id that cannot be ours is unknown without asking the store.
+    if len(client_id) > MAX_CLIENT_ID_LENGTH or not ids.is_id(client_id, ids.CLIENT):
+        return None, None
+    with store.reading() as uow:
+        app = uow.get_application_by_client_id(client_id)
+        org = uow.get_organization(app.organization_id) if app is not None else None
+    return app, org
 
 
 @dataclass(frozen=True, slots=True)
