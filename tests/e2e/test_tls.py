@@ -312,8 +312,8 @@ def test_plaintext_on_a_public_address_is_refused_unless_allowed(tmp_path: Path)
     line = fails([*production, "--allow-plaintext"], tmp_path, 2)
     assert line == "error: cannot start: database is not migrated: run `m2mauth migrate`"
     # The edge: its listener, and a hop to another machine in clear.
-    line = fails(["serve-http", "--upstream", "10.1.2.3:50051", *PORTS_0[2:]], tmp_path, 2)
-    assert "--upstream 10.1.2.3:50051 is another machine and the hop has no TLS" in line
+    line = fails(["serve-http", "--upstream", "10.1.2.3:7443", *PORTS_0[2:]], tmp_path, 2)
+    assert "--upstream 10.1.2.3:7443 is another machine and the hop has no TLS" in line
 
 
 def test_plaintext_on_a_public_address_is_only_a_warning_under_dev(tmp_path: Path) -> None:

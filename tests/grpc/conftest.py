@@ -55,7 +55,8 @@ def make_stubs(channel: grpc.Channel) -> Stubs:
 
 
 def make_settings(**overrides: object) -> Settings:
-    base = Settings(database_url="unused", root_key="unused", http_port=8080)
+    # Nothing listens: the issuer is what tokens carry, named as production must.
+    base = Settings(database_url="unused", root_key="unused", issuer="https://auth.example.test")
     return dataclasses.replace(base, **overrides).with_defaults()  # type: ignore[arg-type]
 
 
