@@ -247,6 +247,7 @@ class RemoteJwksCache:
                     ssl_context=self._ssl_context,
                     peer_allowed=self._peer_allowed,
                     env_proxies=False,
+                    untrusted=True,
                 )
             except HttpFailure as exc:
                 raise FetchRefused(f"no complete response: {exc}") from None

@@ -85,28 +85,36 @@ class AddressRefused(OSError):
 
 
 class _Exchange:
-    """The sockets of one exchange, cut at its deadline.
+    """The sockets of one exchange, cut at its deadline when the host is untrusted.
 
     Socket timeouts bound each read, not their sum: a server that sends a byte
     just inside the timeout (headers, TLS handshake or body) would hold the
-    caller for hours. A timer shuts every socket of the exchange down when the
-    time is up, whatever the server does, and a blocked read then fails.
+    caller for hours. For a host someone else chose, a timer shuts every socket
+    of the exchange down when the time is up, and a blocked read then fails.
+    The verify kit's own calls (the operator's JWKS and introspection URLs) skip
+    the timer: a thread per introspection would cost more than it guards.
     """
 
-    def __init__(self, timeout: float, peer_allowed: Callable[[str], bool] | None) -> None:
+    def __init__(
+        self, timeout: float, peer_allowed: Callable[[str], bool] | None, cut: bool
+    ) -> None:
         self._peer_allowed = peer_allowed
         self._sockets: list[socket.socket] = []
         self._lock = threading.Lock()
         self._expired = False
-        self._timer = threading.Timer(timeout, self._expire)
-        self._timer.daemon = True
+        # A thread per exchange: only where the other end is not trusted.
+        self._timer = threading.Timer(timeout, self._expire) if cut else None
+        if self._timer is not None:
+            self._timer.daemon = True
 
     def __enter__(self) -> _Exchange:
-        self._timer.start()
+        if self._timer is not None:
+            self._timer.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._timer.cancel()
+        if self._timer is not None:
+            self._timer.cancel()
 
     def connect(self, address: tuple[str, int], *args: Any, **kwargs: Any) -> socket.socket:
         """socket.create_connection, then the peer's address checked (the address
@@ -188,12 +196,16 @@ def request(
     ssl_context: ssl.SSLContext | None = None,
     peer_allowed: Callable[[str], bool] | None = None,
     env_proxies: bool = True,
+    untrusted: bool = False,
 ) -> HttpResponse:
-    """One HTTP exchange, within ``timeout`` seconds in all; any HTTP status is
-    returned, transport failures raise. ``peer_allowed``: the IP addresses it may
-    connect to (checked on the connected socket). ``env_proxies``: whether the
-    proxy variables of the environment apply (a server fetching on someone
-    else's behalf says no: its request must go where the URL says)."""
+    """One HTTP exchange; any HTTP status is returned, transport failures raise.
+    ``timeout`` bounds each socket operation and is checked between reads of the
+    body; with ``untrusted`` (a host someone else chose) a timer cuts the
+    connection at ``timeout`` whatever the host does. ``peer_allowed``: the IP
+    addresses it may connect to (checked on the connected socket).
+    ``env_proxies``: whether the proxy variables of the environment apply (a
+    server fetching on someone else's behalf says no: its request must go where
+    the URL says)."""
     if urlparse(url).scheme.lower() not in ("http", "https"):
         raise ValueError(f"only http(s) URLs are supported: {url!r}")
     req = urllib.request.Request(  # noqa: S310
@@ -201,7 +213,7 @@ def request(
     )
     deadline = time.monotonic() + timeout
     try:
-        with _Exchange(timeout, peer_allowed) as exchange:
+        with _Exchange(timeout, peer_allowed, untrusted) as exchange:
             handlers: list[Any] = [_NoRedirect(), *exchange.handlers(ssl_context)]
             if not env_proxies:
                 handlers.append(urllib.request.ProxyHandler({}))
