@@ -20,6 +20,7 @@ from typing import Any
 from m2mauth.client_address import parse_networks
 from m2mauth.core import defaults
 from m2mauth.core.algorithms import DEFAULT_SIGNING_ALGORITHM, SIGNING_ALGORITHMS
+from m2mauth.cpu_affinity import MODES as CPU_AFFINITY_MODES
 from m2mauth.database_urls import (
     MEMORY_SCHEME,
     STORE_TIMEOUT_SECONDS,
@@ -237,6 +238,13 @@ class Settings:
         1,
         "Server processes sharing the gRPC and HTTP ports (SO_REUSEPORT); set it to the "
         "number of cores to use them all.",
+    )
+    cpu_affinity: str = setting(
+        "auto",
+        "auto: when --processes equals the CPUs the server may use (its affinity mask, "
+        "a container's cpuset) and no cgroup quota gives it fewer, each worker runs on "
+        "one CPU of its own (gRPC calls hop between threads: ~1.2-1.6x the gRPC rate on "
+        "2 cores); off: the scheduler places them.",
     )
     tls_cert: str = setting(
         "",
@@ -457,6 +465,16 @@ class Settings:
             out.append("--console-session-max-seconds must be at most a week (604800)")
         return out
 
+    def _process_problems(self) -> list[str]:
+        out: list[str] = []
+        if not 1 <= self.processes <= 256:
+            out.append("--processes must be between 1 and 256")
+        if self.metrics_port and self.metrics_port + self.processes - 1 > 65535:
+            out.append("--metrics-port + --processes must stay below 65536")
+        if self.cpu_affinity not in CPU_AFFINITY_MODES:
+            out.append(f"--cpu-affinity must be one of {', '.join(CPU_AFFINITY_MODES)}")
+        return out
+
     def problems(self) -> list[str]:
         """What is wrong with these settings, as sentences an operator can act on."""
         out = self._database_problems() + self._edge_problems() + self._tls_problems()
@@ -486,10 +504,7 @@ class Settings:
         out += self._limit_problems() + self._console_problems()
         if not 0.1 <= self.store_timeout_seconds <= 600:
             out.append("--store-timeout-seconds must be between 0.1 and 600")
-        if not 1 <= self.processes <= 256:
-            out.append("--processes must be between 1 and 256")
-        if self.metrics_port and self.metrics_port + self.processes - 1 > 65535:
-            out.append("--metrics-port + --processes must stay below 65536")
+        out += self._process_problems()
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             out.append("--log-level must be DEBUG, INFO, WARNING or ERROR")
         if self.log_format not in ("json", "text"):

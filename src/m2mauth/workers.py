@@ -41,6 +41,7 @@ from collections.abc import Callable
 from multiprocessing.context import SpawnProcess
 
 from m2mauth import logs
+from m2mauth.cpu_affinity import pin_to, worker_cpus
 from m2mauth.http.server import bind
 from m2mauth.startup import Prepared, StartupError, start_serving
 from m2mauth.tls import on_sighup
@@ -65,14 +66,18 @@ def worker_main(
     index: int,
     ready: multiprocessing.synchronize.Event,
     supervisor: int,
+    cpu: int | None = None,
 ) -> None:
-    """The body of one worker process; ``supervisor`` is the pid that spawned it."""
+    """The body of one worker process; ``supervisor`` is the pid that spawned it,
+    ``cpu`` the one it runs on (see m2mauth.cpu_affinity), None for any."""
     # First of all: from here on the kernel ends this worker with its supervisor.
     _signal_on_parent_death(signal.SIGTERM)
     if os.getppid() != supervisor:
         # The supervisor died before the line above (while this process was being
         # spawned or importing): nobody will signal it, so it leaves now.
         raise SystemExit(EXIT_ORPHANED)
+    if cpu is not None:
+        pin_to(cpu)  # before any thread starts: they inherit it
     settings = prepared.settings
     logs.configure(settings.log_level, settings.log_format)
     stop = threading.Event()
@@ -150,6 +155,11 @@ class Workers:
         self._prepared = prepared
         self._procs: list[SpawnProcess] = []
         self._stopping = threading.Event()
+        settings = prepared.settings
+        self._cpus = worker_cpus(settings.processes, settings.cpu_affinity)
+
+    def _cpu(self, index: int) -> int | None:
+        return self._cpus[index] if self._cpus else None
 
     def _spawn(self, index: int) -> tuple[SpawnProcess, multiprocessing.synchronize.Event]:
         ready = CTX.Event()
@@ -158,7 +168,7 @@ class Workers:
         # restart; both last until the workers are asked to stop anyway.
         proc = CTX.Process(
             target=worker_main,
-            args=(self._prepared, index, ready, os.getpid()),
+            args=(self._prepared, index, ready, os.getpid(), self._cpu(index)),
             name=f"m2mauth-worker-{index}",
             daemon=False,
         )
@@ -167,6 +177,9 @@ class Workers:
 
     def start(self) -> None:
         """Start every worker; raise StartupError unless all are serving."""
+        if self._cpus:
+            cpus = ", ".join(map(str, self._cpus))
+            log.info("one CPU per worker (--cpu-affinity auto): %s", cpus)
         started = [self._spawn(i) for i in range(self._prepared.settings.processes)]
         self._procs = [proc for proc, _ in started]
         deadline = time.monotonic() + READY_TIMEOUT_SECONDS

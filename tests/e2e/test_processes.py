@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx
 import jwt
+import pytest
 
 from tests.e2e.test_serve import new_client, start, stop
 from tests.waiting import wait_for
@@ -86,3 +87,48 @@ def test_workers_stop_when_the_server_is_killed(tmp_path: Path) -> None:
     served.process.wait(timeout=10)
     # No chance to stop them: they notice they were orphaned and stop by themselves.
     assert wait_for(lambda: not any(alive(pid) for pid in workers)), "orphaned workers"
+
+
+def thread_cpus(pid: int) -> set[frozenset[int]]:
+    """The CPU sets of every thread of ``pid``."""
+    return {
+        frozenset(os.sched_getaffinity(int(task.name)))
+        for task in Path(f"/proc/{pid}/task").iterdir()
+    }
+
+
+@pytest.mark.parametrize("mode", ["auto", "off"])
+def test_each_worker_runs_on_a_cpu_of_its_own_when_they_have_every_cpu(
+    tmp_path: Path, mode: str
+) -> None:
+    allowed = sorted(os.sched_getaffinity(0))
+    if len(allowed) < 2:
+        pytest.skip("needs 2 CPUs")
+    given = set(allowed[:2])  # as a container's cpuset of 2 CPUs would be
+    args = ["--dev", "--processes", "2", "--grpc-port", "0", "--http-port", "0"]
+    served = start([*args, "--cpu-affinity", mode], tmp_path, cpus=given)
+    try:
+        workers = children(served.process.pid)
+        assert len(workers) == 2, served.stdout
+        # Every thread of a worker (grpc's, the HTTP loop's, the store's) inherits it.
+        per_worker = [thread_cpus(pid) for pid in workers]
+        if mode == "auto":
+            assert all(len(masks) == 1 for masks in per_worker), per_worker
+            cpus = sorted(next(iter(masks)) for masks in per_worker)
+            assert cpus == [frozenset({cpu}) for cpu in sorted(given)], per_worker
+        else:
+            assert per_worker == [{frozenset(given)}] * 2
+        # The supervisor itself is not pinned.
+        assert os.sched_getaffinity(served.process.pid) == given
+        with httpx.Client(base_url=served.http_url) as http:
+            client = new_client(served)
+            response = http.post(
+                "/oauth2/token",
+                data={"grant_type": "client_credentials"},
+                auth=(client.client_id, client.secret),
+            )
+            assert response.status_code == 200, response.text
+    finally:
+        code, stderr = stop(served)
+    assert code == 0, stderr
+    assert ("one CPU per worker" in stderr) == (mode == "auto"), stderr

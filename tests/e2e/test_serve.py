@@ -39,12 +39,19 @@ def clean_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def start(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> Served:
-    """``m2mauth serve ARGS`` (with --metrics-port 0 unless ARGS name one), once it serves."""
+def start(
+    args: list[str],
+    cwd: Path,
+    env: dict[str, str] | None = None,
+    cpus: set[int] | None = None,
+) -> Served:
+    """``m2mauth serve ARGS`` (with --metrics-port 0 unless ARGS name one), once it serves;
+    ``cpus``: the CPUs it may run on, as a container's cpuset would allow."""
     if "--metrics-port" not in args:
         args = [*args, "--metrics-port", "0"]
+    taskset = [] if cpus is None else ["taskset", "--cpu-list", ",".join(map(str, sorted(cpus)))]
     process = subprocess.Popen(
-        [*M2MAUTH, "serve", *args],
+        [*taskset, *M2MAUTH, "serve", *args],
         cwd=cwd,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
