@@ -53,6 +53,7 @@ CALLS: dict[str, Callable[[UnitOfWork], Any]] = {
     "get_organization": lambda u: u.get_organization("org_1"),
     "list_organizations": lambda u: u.list_organizations(after_id=None, limit=10),
     "update_organization": lambda u: u.update_organization(ORG),
+    "lock_organization": lambda u: u.lock_organization("org_1"),
     "delete_organization": lambda u: u.delete_organization("org_1"),
     "count_applications": lambda u: u.count_applications("org_1"),
     "add_application": lambda u: u.add_application(APP),
@@ -79,6 +80,7 @@ CALLS: dict[str, Callable[[UnitOfWork], Any]] = {
         organization_id=None, include_revoked=True, after_id=None, limit=10
     ),
     "update_admin_key": lambda u: u.update_admin_key(AdminKey("ak_1", b"h", "abcd", None, NOW)),
+    "lock_admin_key": lambda u: u.lock_admin_key("ak_1"),
     "record_admin_key_usage": lambda u: u.record_admin_key_usage([AdminKeyUsage("ak_1", NOW)]),
     "list_daily_usage": lambda u: u.list_daily_usage("app_1", since=NOW.date()),
     "purge_audit_events": lambda u: u.purge_audit_events(NOW, limit=10),
@@ -106,7 +108,8 @@ CALLS: dict[str, Callable[[UnitOfWork], Any]] = {
 # The locks touch no table on SQLite (its writer lock is taken at BEGIN), nor
 # lock_signing_keys on PostgreSQL (an advisory lock): a database without tables
 # cannot make them fail, so the test below leaves them out.
-LOCKS = {"lock_application", "lock_signing_keys"}
+ROW_LOCKS = ("lock_application", "lock_organization", "lock_admin_key")
+LOCKS = {*ROW_LOCKS, "lock_signing_keys"}
 
 
 def test_calls_cover_every_unit_of_work_method() -> None:
@@ -204,11 +207,12 @@ def test_every_method_raises_store_unavailable_when_statements_fail(
         store.close()
 
 
-def test_lock_application_raises_store_unavailable_when_it_fails(postgres_url: str) -> None:
+@pytest.mark.parametrize("method", ROW_LOCKS)
+def test_row_locks_raise_store_unavailable_when_they_fail(postgres_url: str, method: str) -> None:
     store = SqlStore(postgres_url)  # no tables: SELECT ... FOR UPDATE fails
     try:
         with pytest.raises(StoreUnavailable), store.unit_of_work() as uow:
-            uow.lock_application("app_1")
+            CALLS[method](uow)
     finally:
         store.close()
 

@@ -224,6 +224,7 @@ class AdminKeys:
         if "expire_time" in paths:
             changes["expires_at"] = _future("admin_key.expire_time", expires_at, now)
         with self._store.unit_of_work() as uow:
+            uow.lock_admin_key(key_id)  # read to be written back whole
             current = visible_admin_key(uow, principal, key_id)
             if current.revoked_at is not None:
                 raise InvalidField("id", "the admin key is revoked; create another")
@@ -247,6 +248,7 @@ class AdminKeys:
         require(principal, Permission.ADMIN_KEYS_WRITE)
         now = self._clock()
         with self._store.unit_of_work() as uow:
+            uow.lock_admin_key(key_id)  # read to be written back whole
             current = visible_admin_key(uow, principal, key_id)
             if current.revoked_at is not None:
                 return current

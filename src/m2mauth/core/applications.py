@@ -263,6 +263,7 @@ class Applications:
         if "enabled" in paths:
             changes["enabled"] = bool(f.enabled)
         with self._store.unit_of_work() as uow:
+            uow.lock_application(app_id)  # read to be written back whole
             current = visible_application(uow, principal, app_id)
             if paths & set(AUTH_FIELDS):
                 # Checked together, a field left out of the mask keeping its
@@ -318,6 +319,7 @@ class Applications:
         """Kill switch: every token of the application issued until now is revoked."""
         require(principal, APP_WRITE)
         with self._store.unit_of_work() as uow:
+            uow.lock_application(app_id)  # read to be written back whole
             app = visible_application(uow, principal, app_id)
             now = self._clock()
             uow.update_application(dataclasses.replace(app, tokens_revoked_before=now))

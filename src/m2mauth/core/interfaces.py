@@ -54,6 +54,10 @@ class OrganizationStore(Protocol):
     def update_organization(self, org: Organization) -> None:
         """Replace the row with this id. AlreadyExists on external_id clash."""
 
+    def lock_organization(self, org_id: str) -> None:
+        """Hold the organization's row until commit, before reading it to write it
+        back: see lock_application."""
+
     def delete_organization(self, org_id: str) -> None:
         """Delete the org and (cascading) its applications and their secrets."""
 
@@ -99,8 +103,11 @@ class ClientSecretStore(Protocol):
         ...
 
     def lock_application(self, app_id: str) -> None:
-        """Serialise concurrent secret changes of one application until commit
-        (SELECT ... FOR UPDATE on PostgreSQL; SQLite's writer lock suffices)."""
+        """Hold the application's row until commit (SELECT ... FOR UPDATE on
+        PostgreSQL; SQLite's writer lock suffices). Taken before reading a row to
+        write it back whole: otherwise two units of work at READ COMMITTED read
+        the same row and the later write undoes the earlier one (a revocation
+        of every token undone by a rename). Also serialises secret creation."""
 
     def record_secret_usage(self, usages: Sequence[SecretUsage]) -> None:
         """Apply coalesced usage: each secret's last_used_at = max(stored, given),
@@ -132,6 +139,10 @@ class AdminKeyStore(Protocol):
 
     def update_admin_key(self, key: AdminKey) -> None:
         """Replace the stored key with this id (its hash never changes)."""
+
+    def lock_admin_key(self, key_id: str) -> None:
+        """Hold the admin key's row until commit, before reading it to write it
+        back: see lock_application."""
 
     def record_admin_key_usage(self, usages: Sequence[AdminKeyUsage]) -> None:
         """last_used_at = max(stored, given); unknown ids are ignored."""

@@ -104,6 +104,7 @@ class Organizations:
             # An unset optional bool in the mask means the proto default, false.
             changes["enabled"] = bool(enabled)
         with self._store.unit_of_work() as uow:
+            uow.lock_organization(org_id)  # read to be written back whole
             current = visible_organization(uow, principal, org_id)
             require_environment(principal, WRITE, "update organizations")
             now = self._clock()
@@ -150,6 +151,7 @@ class Organizations:
         """Kill switch: every token of the organization issued until now is revoked."""
         require(principal, WRITE)
         with self._store.unit_of_work() as uow:
+            uow.lock_organization(org_id)  # read to be written back whole
             current = visible_organization(uow, principal, org_id)
             now = self._clock()
             uow.update_organization(dataclasses.replace(current, tokens_revoked_before=now))

@@ -530,6 +530,12 @@ class _MemoryUnitOfWork:
         # Every unit of work already holds the database's writer lock.
         self._read()
 
+    def lock_organization(self, org_id: str) -> None:
+        self._read()  # as lock_application
+
+    def lock_admin_key(self, key_id: str) -> None:
+        self._read()  # as lock_application
+
     def record_secret_usage(self, usages: Sequence[SecretUsage]) -> None:
         given = [(usage, _utc(usage.last_used_at)) for usage in usages]
         t = self._write()

@@ -20,6 +20,7 @@ from sqlalchemy import (
     PrimaryKeyConstraint,
     Row,
     Select,
+    Table,
     UniqueConstraint,
     bindparam,
     case,
@@ -440,12 +441,19 @@ class _SqlUnitOfWork:
         return deleted > 0
 
     def lock_application(self, app_id: str) -> None:
+        self._lock_row(applications, app_id)
+
+    def lock_organization(self, org_id: str) -> None:
+        self._lock_row(organizations, org_id)
+
+    def lock_admin_key(self, key_id: str) -> None:
+        self._lock_row(admin_keys, key_id)
+
+    def _lock_row(self, table: Table, row_id: str) -> None:
         # On SQLite every unit of work already holds the writer lock (BEGIN
         # IMMEDIATE, see engine.py), which serialises far more than one row.
-        if self._postgres:
-            self._rows(
-                select(applications.c.id).where(applications.c.id == app_id).with_for_update()
-            )
+        if self._postgres and not unstorable(row_id):
+            self._rows(select(table.c.id).where(table.c.id == row_id).with_for_update())
 
     def record_secret_usage(self, usages: Sequence[SecretUsage]) -> None:
         if not usages:
