@@ -965,6 +965,35 @@ def _federation_options(func: Any) -> Any:
     return func
 
 
+# A conditional update (AIP-154) refused because someone changed the application
+# in between is read and made again; this many times before giving up.
+UPDATE_ATTEMPTS = 5
+
+
+def _change_application(s: Any, app_id: str, change: Callable[[Any], list[str]]) -> Any:
+    """Read the application, let ``change`` edit it (returning the paths it
+    changed), and write it back only if it is still as read: the update carries
+    the etag it was read with, so a credential another admin added meanwhile is
+    not undone by writing back the list as it was. Read again and redone when
+    it changed in between."""
+    from google.protobuf.field_mask_pb2 import FieldMask
+
+    from m2mauth.v1 import application_service_pb2 as app_pb
+
+    for _ in range(UPDATE_ATTEMPTS):
+        app = s.call(s.apps.GetApplication, app_pb.GetApplicationRequest(id=app_id)).application
+        paths = change(app)
+        mask = FieldMask(paths=paths)
+        request = app_pb.UpdateApplicationRequest(application=app, update_mask=mask)
+        reply = s.call_unless_aborted(s.apps.UpdateApplication, request)
+        if reply is not None:
+            return reply.application
+    raise usage_failure(
+        f"{app_id} changed each time it was read ({UPDATE_ATTEMPTS} attempts): "
+        "someone else is editing it; try again"
+    )
+
+
 @apps_federation.command("add")
 @click.argument("app_id", metavar="APP")
 @_federation_options
@@ -992,15 +1021,11 @@ def apps_federation_add(
       m2mauth apps federation add app_01J... --issuer https://oidc.eks.example.com \\
         --subject system:serviceaccount:billing:invoicer --audience m2mauth
     """
-    from google.protobuf.field_mask_pb2 import FieldMask
-
     from m2mauth.cli_support.channel import open_session
     from m2mauth.cli_support.output import show_one
-    from m2mauth.v1 import application_service_pb2 as app_pb
     from m2mauth.v1 import resources_pb2 as res
 
-    with open_session(conn) as s:
-        app = s.call(s.apps.GetApplication, app_pb.GetApplicationRequest(id=app_id)).application
+    def add(app: Any) -> list[str]:
         paths = ["federated_credentials"]
         if app.token_endpoint_auth_method != res.TOKEN_ENDPOINT_AUTH_METHOD_FEDERATED:
             if not switch_method:
@@ -1014,11 +1039,10 @@ def apps_federation_add(
         app.federated_credentials.append(
             res.FederatedCredential(issuer=issuer, subject=subject, audience=audience)
         )
-        request = app_pb.UpdateApplicationRequest(
-            application=app, update_mask=FieldMask(paths=paths)
-        )
-        reply = s.call(s.apps.UpdateApplication, request)
-    show_one(out, reply.application)
+        return paths
+
+    with open_session(conn) as s:
+        show_one(out, _change_application(s, app_id, add))
 
 
 @apps_federation.command("list")
@@ -1057,26 +1081,22 @@ def apps_federation_remove(
       m2mauth apps federation remove app_01J... --issuer https://oidc.eks.example.com \\
         --subject system:serviceaccount:billing:invoicer --audience m2mauth
     """
-    from google.protobuf.field_mask_pb2 import FieldMask
-
     from m2mauth.cli_support.channel import open_session
     from m2mauth.cli_support.output import show_one
-    from m2mauth.v1 import application_service_pb2 as app_pb
     from m2mauth.v1 import resources_pb2 as res
 
     unwanted = res.FederatedCredential(issuer=issuer, subject=subject, audience=audience)
-    with open_session(conn) as s:
-        app = s.call(s.apps.GetApplication, app_pb.GetApplicationRequest(id=app_id)).application
+
+    def remove(app: Any) -> list[str]:
         kept = [c for c in app.federated_credentials if c != unwanted]
         if len(kept) == len(app.federated_credentials):
             raise usage_failure(f"{app_id} has no such federated credential")
         del app.federated_credentials[:]
         app.federated_credentials.extend(kept)
-        request = app_pb.UpdateApplicationRequest(
-            application=app, update_mask=FieldMask(paths=["federated_credentials"])
-        )
-        reply = s.call(s.apps.UpdateApplication, request)
-    show_one(out, reply.application)
+        return ["federated_credentials"]
+
+    with open_session(conn) as s:
+        show_one(out, _change_application(s, app_id, remove))
 
 
 @apps.command("revoke-tokens")

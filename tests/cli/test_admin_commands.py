@@ -171,6 +171,7 @@ def test_apps_create_json_shape(cli: Cli) -> None:
         "create_time",
         "update_time",
         "token_endpoint_auth_method",
+        "etag",
     }
     # The default method is shown; the JWK Set, empty, is not.
     assert app["token_endpoint_auth_method"] == "TOKEN_ENDPOINT_AUTH_METHOD_CLIENT_SECRET"

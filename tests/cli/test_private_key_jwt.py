@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import jwt
 import pytest
 
 from m2mauth.bootstrap import App
+from m2mauth.cli_support.channel import Session
+from m2mauth.core.applications import ApplicationFields
+from m2mauth.core.models import FederatedCredential, Principal, TokenEndpointAuthMethod
 from tests.assertions import ClientKey, jwks_of, new_key
 from tests.cli.conftest import Cli
 
@@ -184,3 +188,45 @@ def test_apps_federation_add_list_remove(cli: Cli) -> None:
     back = cli.json("apps", "update", app_id, "--auth-method", "client_secret")
     assert back["token_endpoint_auth_method"] == CLIENT_SECRET
     assert "federated_credentials" not in back
+
+
+def test_federation_add_keeps_a_credential_added_meanwhile(
+    cli: Cli, container: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The CLI reads the list, adds to it and writes it back: another admin's
+    addition between the read and the write must survive (the write carries the
+    etag it read with; refused, the CLI reads and adds again)."""
+    org_id = cli.text("orgs", "create", "--name", "Acme", "-q")
+    app_id = cli.text("apps", "create", "--org", org_id, "--name", "workload", "-q")
+    meanwhile = FederatedCredential("https://oidc.eks.example.com", "system:sa", "m2mauth")
+    attempts: list[str] = []
+    conditional = Session.call_unless_aborted
+
+    def another_admin_first(self: Session, method: Any, request: Any) -> Any:
+        attempts.append(request.application.etag)
+        if len(attempts) == 1:  # between the CLI's read and its write
+            container.applications.update(
+                Principal(admin_key_id="ak_other", organization_id=None),
+                app_id,
+                ["token_endpoint_auth_method", "federated_credentials"],
+                ApplicationFields(
+                    token_endpoint_auth_method=TokenEndpointAuthMethod.FEDERATED,
+                    federated_credentials=(meanwhile,),
+                ),
+            )
+        return conditional(self, method, request)
+
+    monkeypatch.setattr(Session, "call_unless_aborted", another_admin_first)
+    github = (
+        *("--issuer", "https://token.actions.githubusercontent.com"),
+        *("--subject", "repo:acme/billing:*", "--audience", "m2mauth"),
+    )
+    app = cli.json("apps", "federation", "add", app_id, *github, "--switch-method")
+    assert [c["subject"] for c in app["federated_credentials"]] == [
+        "system:sa",
+        "repo:acme/billing:*",
+    ]
+    # Refused once (stale etag), then made on what the other admin left.
+    assert len(attempts) == 2
+    assert attempts[0] != attempts[1]
+    assert all(attempts)

@@ -598,3 +598,38 @@ def test_names_with_invisible_characters_are_refused_naming_the_field(
         assert (err.code, err.reason) == (grpc.StatusCode.INVALID_ARGUMENT, "INVALID_FIELD")
         assert err.fields == [field]
         assert err.message.startswith(f"{field}: must not contain invisible")
+
+
+def test_an_update_with_a_stale_etag_is_aborted_and_changes_nothing(
+    stubs: Stubs, admin_key: str
+) -> None:
+    """AIP-154: the etag read with an application makes its update conditional."""
+    org = create_org(stubs, admin_key)
+    app = create_app(stubs, admin_key, org.id, scopes=["a"])
+    read = stubs.apps.GetApplication(
+        app_pb.GetApplicationRequest(id=app.id), metadata=bearer(admin_key)
+    ).application
+    assert read.etag == app.etag != ""
+
+    def update(etag: str, scopes: list[str]) -> res.Application:
+        reply: res.Application = stubs.apps.UpdateApplication(
+            app_pb.UpdateApplicationRequest(
+                application=res.Application(id=app.id, scopes=scopes, etag=etag),
+                update_mask=field_mask_pb2.FieldMask(paths=["scopes"]),
+            ),
+            metadata=bearer(admin_key),
+        ).application
+        return reply
+
+    first = update(read.etag, ["a", "b"])  # still as read: made
+    assert list(first.scopes) == ["a", "b"]
+    assert first.etag != read.etag
+    error = fails(update, read.etag, ["a", "c"])  # read before that change: refused
+    assert error.code == grpc.StatusCode.ABORTED
+    assert (error.reason, error.metadata) == ("ETAG_MISMATCH", {"resource": "application"})
+    again = stubs.apps.GetApplication(
+        app_pb.GetApplicationRequest(id=app.id), metadata=bearer(admin_key)
+    ).application
+    assert (list(again.scopes), again.etag) == (["a", "b"], first.etag)
+    # Without an etag the update is unconditional, as before.
+    assert list(update("", ["d"]).scopes) == ["d"]

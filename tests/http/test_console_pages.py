@@ -15,8 +15,10 @@ import httpx
 import pytest
 
 from m2mauth.bootstrap import App, bootstrap
+from m2mauth.core.applications import ApplicationFields
 from m2mauth.core.errors import StoreUnavailable
 from m2mauth.core.interfaces import UnitOfWork
+from m2mauth.core.models import Principal
 from m2mauth.http.app import create_http_app
 from m2mauth.http.server import HttpServer, bind, start_http_server
 from m2mauth.startup import console_mount
@@ -248,3 +250,32 @@ def test_signing_out_deletes_the_session_cookie_and_sets_no_other(console: Conso
     assert "max-age=0" in sessions[0].lower() or 'm2mauth_console=""' in sessions[0]
     assert "m2mauth_console" not in client.cookies
     assert client.get("/console/organizations").status_code in (302, 303)
+
+
+def test_a_save_over_someone_elses_change_is_shown_not_applied(console: Console) -> None:
+    """Two admins edit one application: the second save, made on a page opened
+    before the first, would write back what it showed. It is refused (409),
+    the page shows the application as it is now with the typed values kept,
+    and saving again from that page works."""
+    principal = Principal(admin_key_id="ak_test", organization_id=None)
+    org = console.app.organizations.create(principal, "Acme", "", True)
+    made = console.app.applications.create(principal, org.id, ApplicationFields(name="before"))
+    client, _ = console.signed_in()
+    page = client.get(f"/console/applications/{made.id}")
+    token = csrf_of(page.text)
+    opened_etag = page.text.split('name="etag" value="', 1)[1].split('"', 1)[0]
+    # Meanwhile another admin sets scopes.
+    console.app.applications.update(
+        principal, made.id, ["scopes"], ApplicationFields(scopes=("invoices:read",))
+    )
+    form = {"csrf_token": token, "etag": opened_etag, "name": "renamed", "scopes": ""}
+    stale = client.post(f"/console/applications/{made.id}/edit", data=form)
+    assert stale.status_code == 409
+    assert "Someone changed this application" in stale.text
+    assert 'value="renamed"' in stale.text  # what was typed is kept
+    assert console.app.applications.get(principal, made.id).scopes == ("invoices:read",)
+    fresh_etag = stale.text.split('name="etag" value="', 1)[1].split('"', 1)[0]
+    assert fresh_etag != opened_etag
+    saved = client.post(f"/console/applications/{made.id}/edit", data={**form, "etag": fresh_etag})
+    assert saved.status_code == 303, saved.text
+    assert console.app.applications.get(principal, made.id).name == "renamed"

@@ -7,17 +7,25 @@ here each rule is checked where it is made, without a server.
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
 from m2mauth.core import errors, ids
-from m2mauth.core.applications import ApplicationFields, Applications
+from m2mauth.core.applications import ApplicationFields, Applications, etag
 from m2mauth.core.audit import AuditReader
 from m2mauth.core.credentials import CredentialHasher
 from m2mauth.core.interfaces import Store
-from m2mauth.core.models import AuditFilter, Organization, Principal
+from m2mauth.core.models import (
+    Application,
+    AuditFilter,
+    FederatedCredential,
+    Organization,
+    Principal,
+)
 from m2mauth.core.organizations import Organizations
 from m2mauth.core.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, PageTokenCodec
 from m2mauth.core.root_key import DerivedKeys
@@ -209,3 +217,21 @@ def test_live_secrets_are_limited_per_application(mgmt: Management) -> None:
     with pytest.raises(errors.SecretLimitReached):
         mgmt.apps.create_secret(ENV, app.id, None)
     assert len(mgmt.apps.list_secrets(ENV, app.id)) == 2
+
+
+def test_an_application_etag_changes_with_any_stored_field_and_only_then() -> None:
+    t = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
+    app = Application("app_1", "client_1", "org_1", "n", "", ("a",), (), 0, True, t, t)
+    assert etag(app) == etag(dataclasses.replace(app))
+    changed = [
+        dataclasses.replace(app, name="m"),
+        dataclasses.replace(app, scopes=("a", "b")),
+        dataclasses.replace(app, enabled=False),
+        dataclasses.replace(app, updated_at=t.replace(microsecond=678902)),
+        dataclasses.replace(app, tokens_revoked_before=t),
+        dataclasses.replace(app, federated_credentials=(FederatedCredential("i", "s", "a"),)),
+    ]
+    assert len({etag(app), *map(etag, changed)}) == len(changed) + 1
+    # The same instant in another zone (as another driver may return it): the same etag.
+    other_zone = t.astimezone(timezone(timedelta(hours=2)))
+    assert etag(dataclasses.replace(app, updated_at=other_zone)) == etag(app)

@@ -106,6 +106,19 @@ class Session:
                 err, self._conn, rpc=rpc, connected=self._connected()
             ) from None
 
+    def call_unless_aborted(self, method: Callable[..., Any], request: Any) -> Any | None:
+        """As :meth:`call`, but None when the server answers ABORTED: a conditional
+        update whose etag no longer matches (AIP-154), to be read and made again."""
+        try:
+            return method(request, timeout=self._conn.timeout, metadata=self._metadata)
+        except grpc.RpcError as err:
+            if err.code() == grpc.StatusCode.ABORTED:
+                return None
+            rpc = request.DESCRIPTOR.name.removesuffix("Request")
+            raise describe_rpc_error(
+                err, self._conn, rpc=rpc, connected=self._connected()
+            ) from None
+
     def collect(
         self, method: Callable[..., Any], request: Any, items: str, limit: int | None
     ) -> list[Any]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import builtins
 import dataclasses
+import hashlib
+import json
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
@@ -12,7 +14,7 @@ from m2mauth.core.changes import Change, Kind
 from m2mauth.core.client_keys import checked_jwks_uri, normalized_jwks
 from m2mauth.core.clock import Clock
 from m2mauth.core.credentials import CLIENT_SECRET_PREFIX, CredentialHasher
-from m2mauth.core.errors import InvalidField, NotFound, SecretLimitReached
+from m2mauth.core.errors import EtagMismatch, InvalidField, NotFound, SecretLimitReached
 from m2mauth.core.federation import FIELD as FEDERATION_FIELD
 from m2mauth.core.federation import checked_credentials
 from m2mauth.core.interfaces import Store, UnitOfWork
@@ -70,6 +72,23 @@ class ApplicationFields:
     jwks_uri: str = ""
     # The external identities it trusts: with federated only (core/federation.py).
     federated_credentials: Sequence[FederatedCredential] = ()
+
+
+def etag(app: Application) -> str:
+    """The application's etag (AIP-154): a digest of everything stored of it, so
+    any change gives another. Its times as microseconds since the epoch, not as
+    text, so every process and database driver computes the same one."""
+
+    def plain(value: object) -> object:
+        if isinstance(value, datetime):
+            return round(value.timestamp() * 1_000_000)
+        if isinstance(value, TokenEndpointAuthMethod):
+            return value.value
+        raise TypeError(type(value).__name__)
+
+    fields = dataclasses.asdict(app)
+    digest = hashlib.sha256(json.dumps(fields, sort_keys=True, default=plain).encode())
+    return digest.hexdigest()[:32]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -237,8 +256,16 @@ class Applications:
         return pager.page(rows)
 
     def update(
-        self, principal: Principal, app_id: str, mask: Sequence[str], f: ApplicationFields
+        self,
+        principal: Principal,
+        app_id: str,
+        mask: Sequence[str],
+        f: ApplicationFields,
+        *,
+        expected_etag: str = "",
     ) -> Application:
+        """Change the fields named in ``mask``; with ``expected_etag``, only if the
+        application still has that etag (AIP-154), else EtagMismatch."""
         require(principal, APP_WRITE)
         if "organization_id" in mask:
             raise InvalidField("update_mask", "organization_id is immutable")
@@ -265,6 +292,9 @@ class Applications:
         with self._store.unit_of_work() as uow:
             uow.lock_application(app_id)  # read to be written back whole
             current = visible_application(uow, principal, app_id)
+            if expected_etag and expected_etag != etag(current):
+                # Compared under the row lock: nobody can change it before the write.
+                raise EtagMismatch(RESOURCE)
             if paths & set(AUTH_FIELDS):
                 # Checked together, a field left out of the mask keeping its
                 # stored value.

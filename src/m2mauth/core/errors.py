@@ -177,6 +177,22 @@ class IssuerMismatch(DomainError):
         self.field = "token"
 
 
+class EtagMismatch(DomainError):
+    """An update was conditional on an etag the resource no longer has (AIP-154)."""
+
+    reason = "ETAG_MISMATCH"
+
+    def __init__(self, resource: str) -> None:
+        super().__init__(
+            f"the {resource} changed since its etag was read: read it again and redo the change"
+        )
+        self.resource = resource
+
+    @property
+    def metadata(self) -> dict[str, str]:
+        return {"resource": self.resource}
+
+
 class StoreUnavailable(DomainError):
     """The store failed or is unreachable. Never to be turned into a wrong answer."""
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from google.protobuf import timestamp_pb2
 from google.protobuf.message import Message
 
-from m2mauth.core import models
+from m2mauth.core import applications, models
 from m2mauth.core.errors import InvalidField
 from m2mauth.v1 import resources_pb2
 
@@ -69,6 +69,7 @@ def application(app: models.Application) -> resources_pb2.Application:
             )
             for c in app.federated_credentials
         ],
+        etag=applications.etag(app),
     )
 
 

@@ -40,6 +40,7 @@ STATUS_CODES: dict[type[errors.DomainError], grpc.StatusCode] = {
     errors.UnauthorizedClient: grpc.StatusCode.PERMISSION_DENIED,
     errors.StoreUnavailable: grpc.StatusCode.UNAVAILABLE,
     errors.IssuerMismatch: grpc.StatusCode.FAILED_PRECONDITION,
+    errors.EtagMismatch: grpc.StatusCode.ABORTED,
     errors.RateLimited: grpc.StatusCode.RESOURCE_EXHAUSTED,
     errors.QuotaExceeded: grpc.StatusCode.RESOURCE_EXHAUSTED,
 }

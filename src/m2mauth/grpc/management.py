@@ -167,7 +167,7 @@ class ApplicationServicer(app_grpc.ApplicationServiceServicer):
         principal = admin_principal(self._admin_keys, context)
         a = request.application
         app = self._applications.update(
-            principal, a.id, list(request.update_mask.paths), _fields(a)
+            principal, a.id, list(request.update_mask.paths), _fields(a), expected_etag=a.etag
         )
         return app_pb.UpdateApplicationResponse(application=convert.application(app))
 

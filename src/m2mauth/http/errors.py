@@ -52,6 +52,7 @@ HTTP_ERRORS: dict[str, tuple[int, str]] = {
     "ALREADY_EXISTS": (500, "server_error"),
     "FAILED_PRECONDITION": (500, "server_error"),
     "SECRET_LIMIT_REACHED": (500, "server_error"),
+    "ETAG_MISMATCH": (500, "server_error"),
     "INTERNAL": (500, "server_error"),
 }
 

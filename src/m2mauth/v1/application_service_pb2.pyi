@@ -192,7 +192,10 @@ class UpdateApplicationRequest(_message.Message):
     @_builtins.property
     def application(self) -> _resources_pb2.Application:
         """Required. The application with `id` set and the new values of the fields
-        named in update_mask.
+        named in update_mask. With `etag` set (as GetApplication returned it), the
+        update is made only if the application has not changed since: ABORTED
+        (reason ETAG_MISMATCH) otherwise, so that a read-modify-write (adding one
+        federated credential to the list, say) never undoes another's change.
         """
 
     @_builtins.property

@@ -98,6 +98,11 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     (FAILED_PRECONDITION; HTTP 400 `invalid_request`). Nothing was revoked.
     The operator gives every replica the same issuer.
     """
+    ERROR_REASON_ETAG_MISMATCH: _ErrorReason.ValueType  # 20
+    """The update carried the `etag` of a resource that has changed since it was
+    read (ABORTED, AIP-154). Nothing was changed: read the resource again,
+    redo the change on what it holds now, and send that.
+    """
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """ErrorReason is the catalogue of `google.rpc.ErrorInfo.reason` values that
@@ -190,5 +195,10 @@ ERROR_REASON_ISSUER_MISMATCH: ErrorReason.ValueType  # 19
 issuer: the replicas run with different `--issuer` values
 (FAILED_PRECONDITION; HTTP 400 `invalid_request`). Nothing was revoked.
 The operator gives every replica the same issuer.
+"""
+ERROR_REASON_ETAG_MISMATCH: ErrorReason.ValueType  # 20
+"""The update carried the `etag` of a resource that has changed since it was
+read (ABORTED, AIP-154). Nothing was changed: read the resource again,
+redo the change on what it holds now, and send that.
 """
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015

@@ -259,6 +259,7 @@ class Application(_message.Message):
     JWKS_FIELD_NUMBER: _builtins.int
     JWKS_URI_FIELD_NUMBER: _builtins.int
     FEDERATED_CREDENTIALS_FIELD_NUMBER: _builtins.int
+    ETAG_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """OUTPUT_ONLY. Opaque, sortable id, "app_" followed by 26 characters."""
     client_id: _builtins.str
@@ -309,6 +310,14 @@ class Application(_message.Message):
     cached 5 minutes and fetched again (at most every 30 s) when an assertion
     names a kid the cached set lacks.
     """
+    etag: _builtins.str
+    """A checksum of the application as stored (AIP-154), different after every
+    change to it. Sent back in UpdateApplication's `application`, the update
+    happens only if nobody changed the application since it was read;
+    otherwise it fails with ABORTED (reason ETAG_MISMATCH) and changes
+    nothing: read it again and redo the change. Empty on update: update
+    whatever the stored state. Opaque; compare it only for equality.
+    """
     @_builtins.property
     def scopes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Scopes the application may request. Each is 1 to 128 characters of
@@ -358,10 +367,11 @@ class Application(_message.Message):
         jwks: _builtins.str = ...,
         jwks_uri: _builtins.str = ...,
         federated_credentials: _abc.Iterable[Global___FederatedCredential] | None = ...,
+        etag: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_enabled", b"_enabled", "create_time", b"create_time", "enabled", b"enabled", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_enabled", b"_enabled", "audiences", b"audiences", "client_id", b"client_id", "create_time", b"create_time", "description", b"description", "enabled", b"enabled", "federated_credentials", b"federated_credentials", "id", b"id", "jwks", b"jwks", "jwks_uri", b"jwks_uri", "name", b"name", "organization_id", b"organization_id", "scopes", b"scopes", "token_endpoint_auth_method", b"token_endpoint_auth_method", "token_quota_per_minute", b"token_quota_per_minute", "token_ttl_seconds", b"token_ttl_seconds", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_enabled", b"_enabled", "audiences", b"audiences", "client_id", b"client_id", "create_time", b"create_time", "description", b"description", "enabled", b"enabled", "etag", b"etag", "federated_credentials", b"federated_credentials", "id", b"id", "jwks", b"jwks", "jwks_uri", b"jwks_uri", "name", b"name", "organization_id", b"organization_id", "scopes", b"scopes", "token_endpoint_auth_method", b"token_endpoint_auth_method", "token_quota_per_minute", b"token_quota_per_minute", "token_ttl_seconds", b"token_ttl_seconds", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__enabled: _TypeAlias = _typing.Literal["enabled"]  # noqa: Y015
     _WhichOneofArgType__enabled: _TypeAlias = _typing.Literal["_enabled", b"_enabled"]  # noqa: Y015

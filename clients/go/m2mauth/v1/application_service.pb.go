@@ -354,7 +354,10 @@ type UpdateApplicationRequest struct {
 	unknownFields protoimpl.UnknownFields
 
 	// Required. The application with `id` set and the new values of the fields
-	// named in update_mask.
+	// named in update_mask. With `etag` set (as GetApplication returned it), the
+	// update is made only if the application has not changed since: ABORTED
+	// (reason ETAG_MISMATCH) otherwise, so that a read-modify-write (adding one
+	// federated credential to the list, say) never undoes another's change.
 	Application *Application `protobuf:"bytes,1,opt,name=application,proto3" json:"application,omitempty"`
 	// Required. Fields to change: any of "name", "description", "scopes",
 	// "audiences", "token_ttl_seconds", "token_quota_per_minute", "enabled",

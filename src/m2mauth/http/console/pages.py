@@ -15,10 +15,10 @@ from typing import Any
 
 from starlette.responses import Response
 
-from m2mauth.core.applications import ApplicationFields, Applications
+from m2mauth.core.applications import ApplicationFields, Applications, etag
 from m2mauth.core.audit import AuditReader
 from m2mauth.core.echo import looks_like_credential
-from m2mauth.core.errors import InvalidField, SecretLimitReached
+from m2mauth.core.errors import EtagMismatch, InvalidField, SecretLimitReached
 from m2mauth.core.key_management import SigningKeyAdmin
 from m2mauth.core.models import Application, AuditFilter, Organization
 from m2mauth.core.organizations import Organizations
@@ -233,6 +233,7 @@ class Pages:
             "application.html",
             status,
             app=app,
+            etag=etag(app),
             values=values or _app_values(app),
             errors=errors or {},
             last_used=last_used,
@@ -249,9 +250,24 @@ class Pages:
         app_id = call.param("app_id")
         mask = ["name", "description", "scopes", "audiences", "token_ttl_seconds"]
         try:
-            self.applications.update(call.session.principal, app_id, mask, self._fields(call.form))
+            self.applications.update(
+                call.session.principal,
+                app_id,
+                mask,
+                self._fields(call.form),
+                expected_etag=call.form.get("etag", ""),
+            )
         except InvalidField as exc:
             return self.application_page(call, 400, field_errors(exc), echoed(call.form))
+        except EtagMismatch:
+            # Shown again as it is now (with its new etag), the typed values kept:
+            # saving again is a choice made knowing what changed.
+            changed = {
+                "etag": "Someone changed this application since this page was opened; "
+                "nothing was saved. Its current state is shown above: check your "
+                "changes and save again."
+            }
+            return self.application_page(call, 409, changed, echoed(call.form))
         return self.console.redirect(f"/applications/{app_id}", done="saved")
 
     def application_enabled(self, call: Call) -> Response:

@@ -175,7 +175,10 @@ export const ListApplicationsResponseSchema: GenMessage<ListApplicationsResponse
 export type UpdateApplicationRequest = Message<"m2mauth.v1.UpdateApplicationRequest"> & {
   /**
    * Required. The application with `id` set and the new values of the fields
-   * named in update_mask.
+   * named in update_mask. With `etag` set (as GetApplication returned it), the
+   * update is made only if the application has not changed since: ABORTED
+   * (reason ETAG_MISMATCH) otherwise, so that a read-modify-write (adding one
+   * federated credential to the list, say) never undoes another's change.
    *
    * @generated from field: m2mauth.v1.Application application = 1;
    */
