@@ -113,9 +113,11 @@ def test_each_worker_runs_on_a_cpu_of_its_own_when_they_have_every_cpu(
         # Every thread of a worker (grpc's, the HTTP loop's, the store's) inherits it.
         per_worker = [thread_cpus(pid) for pid in workers]
         if mode == "auto":
-            assert all(len(masks) == 1 for masks in per_worker), per_worker
-            cpus = sorted(next(iter(masks)) for masks in per_worker)
-            assert cpus == [frozenset({cpu}) for cpu in sorted(given)], per_worker
+            # One mask per worker, of one CPU, and a different CPU each.
+            masks = [next(iter(worker)) for worker in per_worker]
+            assert all(len(worker) == 1 for worker in per_worker), per_worker
+            assert all(len(mask) == 1 for mask in masks), per_worker
+            assert sorted(cpu for mask in masks for cpu in mask) == sorted(given), per_worker
         else:
             assert per_worker == [{frozenset(given)}] * 2
         # The supervisor itself is not pinned.
