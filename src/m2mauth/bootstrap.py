@@ -18,6 +18,7 @@ from datetime import timedelta
 from functools import cached_property
 from pathlib import Path
 
+from m2mauth import logs
 from m2mauth.background import BackgroundJobs, Job
 from m2mauth.config import Settings
 from m2mauth.core.admin_keys import AdminKeys
@@ -263,6 +264,7 @@ def bootstrap(
         monotonic=timing.monotonic,
         # private_key_jwt applications with a jwks_uri; http to loopback only with --dev.
         remote_jwks=RemoteJwksCache(allow_http_loopback=settings.dev),
+        line_gate=logs.line_gate,
     )
     return App(
         settings=settings,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from datetime import timedelta
 from typing import Any
@@ -333,6 +334,41 @@ def test_one_structured_log_line_per_token_without_secrets(
     dumped = json.dumps({k: str(v) for k, v in record.items()})
     assert c.secret not in dumped
     assert issued.access_token not in dumped
+
+
+def test_the_token_line_is_not_made_when_its_gate_says_it_would_be_dropped(
+    world: TokenWorld, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Past its burst the line would be dropped by the log's filter; the gate
+    (m2mauth.logs.line_gate) is asked first, so no record is made at all."""
+    c = world.client()
+    asked: list[tuple[str, int, str]] = []
+    open_gate = [True]
+
+    def line_gate(logger: str, level: int, template: str) -> Callable[[], bool]:
+        asked.append((logger, level, template))
+        return lambda: open_gate[0]
+
+    tokens = AccessTokens(
+        world.components.ring,
+        UsageRecorder(world.store),
+        world.clock,
+        issuer=ISSUER,
+        line_gate=line_gate,
+    )
+    grant = ClientCredentialsGrant(
+        tokens, default_audience=AUDIENCE, default_ttl_seconds=600, max_ttl_seconds=3600
+    )
+    clients = ClientAuthentication([ClientSecretAuth(world.store, world.hasher, world.clock)])
+    endpoint = TokenEndpoint(clients, [grant])
+    assert asked == [("m2mauth.tokens", logging.INFO, "token issued")]
+    with caplog.at_level(logging.INFO, logger="m2mauth.tokens"):
+        endpoint.issue(secret_request(c.client_id, c.secret))
+        open_gate[0] = False
+        issued = endpoint.issue(secret_request(c.client_id, c.secret))
+    lines = [r for r in caplog.records if r.getMessage() == "token issued"]
+    assert len(lines) == 1
+    assert lines[0].__dict__["jti"] != issued.claims["jti"]
 
 
 def test_a_store_failure_is_unavailable_never_invalid_client(

@@ -95,6 +95,7 @@ def test_the_table_of_kinds_is_bounded(clock: Clock) -> None:
 def test_configure_rate_limits_the_servers_log(capsys: pytest.CaptureFixture[str]) -> None:
     root = logging.getLogger()
     saved = root.handlers[:], root.level
+    saved_limiter = logs._Configured.limiter
     try:
         logs.configure("INFO", "json")
         stream = io.StringIO()
@@ -104,6 +105,37 @@ def test_configure_rate_limits_the_servers_log(capsys: pytest.CaptureFixture[str
         for i in range(100):
             logging.getLogger("m2mauth.flood").warning("bad request %d", i)
         assert len(stream.getvalue().splitlines()) == logs.REPEATED_LINES_BURST
+        # A line gate asks the same filter: past the burst, no record is made at all.
+        gate = logs.line_gate("m2mauth.flood", logging.WARNING, "bad request %d")
+        assert gate() is False
+        assert logs.line_gate("m2mauth.flood", logging.WARNING, "other %d")() is True
     finally:
         root.handlers[:], level = saved
         root.setLevel(level)
+        logs._Configured.limiter = saved_limiter
+
+
+def test_a_line_gate_drops_what_the_filter_would_and_counts_it(clock: Clock) -> None:
+    """Asked before a record is made: the same burst, the same summary, the
+    same new window, as if every line had been made and filtered."""
+    written: list[logging.LogRecord] = []
+    limiter = RepeatedLinesFilter(written.append, burst=3, interval=10, monotonic=clock)
+    key = ("m2mauth.tokens", logging.INFO, "token issued")
+
+    def issue() -> None:
+        if limiter.admits(key):
+            record = logging.LogRecord(*key[:2], "", 0, key[2], None, None)
+            if limiter.filter(record):
+                written.append(record)
+
+    for _ in range(50):
+        issue()
+    assert [r.getMessage() for r in written] == ["token issued"] * 3
+    clock.now += 10
+    issue()
+    assert [r.getMessage() for r in written[3:]] == [
+        "suppressed 47 similar lines in 10 s: 'token issued'",
+        "token issued",
+    ]
+    # Another kind is untouched by this one's window.
+    assert limiter.admits(("m2mauth.tokens", logging.INFO, "other"))

@@ -28,6 +28,15 @@ from m2mauth.core.token_request import ClientCredentials, TokenRequest
 from m2mauth.core.usage import UsageRecorder
 
 log = logging.getLogger("m2mauth.tokens")
+ISSUED = "token issued"
+# Asked for a check made before a hot line is logged (m2mauth.logs.line_gate): by
+# logger name, level and message template, whether it would be written now.
+LineGate = Callable[[str, int, str], Callable[[], bool]]
+
+
+def _always() -> bool:
+    return True
+
 
 TOKEN_TYPE = "Bearer"  # noqa: S105 - RFC 6750, not a secret
 
@@ -56,12 +65,21 @@ class AccessTokens:
     """Mints RFC 9068 JWT access tokens."""
 
     def __init__(
-        self, ring: SigningKeyRing, usage: UsageRecorder, clock: Clock, *, issuer: str
+        self,
+        ring: SigningKeyRing,
+        usage: UsageRecorder,
+        clock: Clock,
+        *,
+        issuer: str,
+        line_gate: LineGate | None = None,
     ) -> None:
         self._ring = ring
         self._usage = usage
         self._clock = clock
         self.issuer = issuer
+        # The "token issued" line is rate limited where it is written; asked first,
+        # a dropped one costs no LogRecord.
+        self._log_issued = line_gate(log.name, logging.INFO, ISSUED) if line_gate else _always
 
     def mint(
         self, client: AuthenticatedClient, scopes: tuple[str, ...], aud: str, ttl: int
@@ -72,8 +90,27 @@ class AccessTokens:
         token = signer.sign(claims)
         secret_id = client.secret.id if client.secret is not None else ""
         self._usage.record(client.application.id, secret_id, now)
+        if self._log_issued():
+            self._log(claims, client, secret_id, aud, signer.kid, ttl)
+        return IssuedToken(
+            access_token=token,
+            token_type=TOKEN_TYPE,
+            expires_in=ttl,
+            scope=" ".join(scopes),
+            claims=claims,
+        )
+
+    @staticmethod
+    def _log(
+        claims: dict[str, Any],
+        client: AuthenticatedClient,
+        secret_id: str,
+        aud: str,
+        kid: str,
+        ttl: int,
+    ) -> None:
         log.info(
-            "token issued",
+            ISSUED,
             extra={
                 "jti": claims["jti"],
                 "client_id": client.application.client_id,
@@ -82,16 +119,9 @@ class AccessTokens:
                 "secret_id": secret_id,
                 "scope": claims.get("scope", ""),
                 "aud": aud,
-                "kid": signer.kid,
+                "kid": kid,
                 "expires_in": ttl,
             },
-        )
-        return IssuedToken(
-            access_token=token,
-            token_type=TOKEN_TYPE,
-            expires_in=ttl,
-            scope=" ".join(scopes),
-            claims=claims,
         )
 
     def _claims(

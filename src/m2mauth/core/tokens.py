@@ -41,6 +41,7 @@ from m2mauth.core.introspection import Caller, Introspector, TokenStates
 from m2mauth.core.issuance import (
     AccessTokens,
     IssuedToken,
+    LineGate,
     TokenEndpoint,
     authenticate_throttled,
 )
@@ -190,6 +191,7 @@ def build_token_components(
     key_refresh_interval_seconds: float = DEFAULT_REFRESH_INTERVAL_SECONDS,
     monotonic: Callable[[], float] = time.monotonic,
     remote_jwks: RemoteJwks | None = None,
+    line_gate: LineGate | None = None,
 ) -> TokenComponents:
     """The token side over one store, with every registered method and grant."""
     ring = SigningKeyRing(
@@ -210,7 +212,7 @@ def build_token_components(
         store=store,
         hasher=hasher,
         clock=clock,
-        tokens=AccessTokens(ring, usage, clock, issuer=policy.issuer),
+        tokens=AccessTokens(ring, usage, clock, issuer=policy.issuer, line_gate=line_gate),
         client_cache_ttl_seconds=client_cache_ttl_seconds,
         monotonic=monotonic,
         freshness=freshness,
