@@ -194,8 +194,6 @@ def running_server(
     command = [
         exe,
         "serve",
-        "--log-level",
-        "WARNING",
         "--grpc-host",
         "127.0.0.1",
         "--grpc-port",
