@@ -50,6 +50,18 @@ def visible_admin_key(uow: UnitOfWork, principal: Principal, key_id: str) -> Adm
     return key
 
 
+def locked_admin_key(uow: UnitOfWork, principal: Principal, key_id: str) -> AdminKey:
+    """An admin key the principal may see, to be written back whole.
+
+    Visible first: another tenant's row is never locked, as a wait on it would
+    tell that it exists (AIP-193). Then held until commit (see
+    UnitOfWork.lock_application) and read again, as it is now.
+    """
+    visible_admin_key(uow, principal, key_id)
+    uow.lock_admin_key(key_id)
+    return visible_admin_key(uow, principal, key_id)
+
+
 def refusal(key: AdminKey | None, org: Organization | None, now: datetime) -> str:
     """Why ``key`` (with ``org``, its organization when scoped) may not be used
     now, as a reason for the audit log; "" when it may. Shared with whatever
@@ -224,8 +236,7 @@ class AdminKeys:
         if "expire_time" in paths:
             changes["expires_at"] = _future("admin_key.expire_time", expires_at, now)
         with self._store.unit_of_work() as uow:
-            uow.lock_admin_key(key_id)  # read to be written back whole
-            current = visible_admin_key(uow, principal, key_id)
+            current = locked_admin_key(uow, principal, key_id)
             if current.revoked_at is not None:
                 raise InvalidField("id", "the admin key is revoked; create another")
             updated = dataclasses.replace(current, **changes)  # type: ignore[arg-type]
@@ -248,8 +259,7 @@ class AdminKeys:
         require(principal, Permission.ADMIN_KEYS_WRITE)
         now = self._clock()
         with self._store.unit_of_work() as uow:
-            uow.lock_admin_key(key_id)  # read to be written back whole
-            current = visible_admin_key(uow, principal, key_id)
+            current = locked_admin_key(uow, principal, key_id)
             if current.revoked_at is not None:
                 return current
             revoked = dataclasses.replace(current, revoked_at=now)

@@ -155,6 +155,18 @@ def visible_application(uow: UnitOfWork, principal: Principal, app_id: str) -> A
     return app
 
 
+def locked_application(uow: UnitOfWork, principal: Principal, app_id: str) -> Application:
+    """An application the principal may see, to be written back whole.
+
+    Visible first: another tenant's row is never locked, as a wait on it would
+    tell that it exists (AIP-193). Then held until commit (see
+    UnitOfWork.lock_application) and read again, as it is now.
+    """
+    visible_application(uow, principal, app_id)
+    uow.lock_application(app_id)
+    return visible_application(uow, principal, app_id)
+
+
 class Applications:
     def __init__(
         self,
@@ -290,8 +302,7 @@ class Applications:
         if "enabled" in paths:
             changes["enabled"] = bool(f.enabled)
         with self._store.unit_of_work() as uow:
-            uow.lock_application(app_id)  # read to be written back whole
-            current = visible_application(uow, principal, app_id)
+            current = locked_application(uow, principal, app_id)
             if expected_etag and expected_etag != etag(current):
                 # Compared under the row lock: nobody can change it before the write.
                 raise EtagMismatch(RESOURCE)
@@ -349,8 +360,7 @@ class Applications:
         """Kill switch: every token of the application issued until now is revoked."""
         require(principal, APP_WRITE)
         with self._store.unit_of_work() as uow:
-            uow.lock_application(app_id)  # read to be written back whole
-            app = visible_application(uow, principal, app_id)
+            app = locked_application(uow, principal, app_id)
             now = self._clock()
             uow.update_application(dataclasses.replace(app, tokens_revoked_before=now))
             uow.announce(Change(Kind.APPLICATION, app_id))

@@ -103,8 +103,8 @@ class ClientSecretStore(Protocol):
         ...
 
     def lock_application(self, app_id: str) -> None:
-        """Hold the application's row until commit (SELECT ... FOR UPDATE on
-        PostgreSQL; SQLite's writer lock suffices). Taken before reading a row to
+        """Hold the application's row until commit (SELECT ... FOR NO KEY UPDATE
+        on PostgreSQL; SQLite's writer lock suffices). Taken before reading a row to
         write it back whole: otherwise two units of work at READ COMMITTED read
         the same row and the later write undoes the earlier one (a revocation
         of every token undone by a rename). Also serialises secret creation."""

@@ -36,6 +36,18 @@ def visible_organization(uow: UnitOfWork, principal: Principal, org_id: str) -> 
     return org
 
 
+def locked_organization(uow: UnitOfWork, principal: Principal, org_id: str) -> Organization:
+    """An organization the principal may see, to be written back whole.
+
+    Visible first: another tenant's row is never locked, as a wait on it would
+    tell that it exists (AIP-193). Then held until commit (see
+    UnitOfWork.lock_application) and read again, as it is now.
+    """
+    visible_organization(uow, principal, org_id)
+    uow.lock_organization(org_id)
+    return visible_organization(uow, principal, org_id)
+
+
 class Organizations:
     def __init__(self, store: Store, pages: PageTokenCodec, clock: Clock) -> None:
         self._store = store
@@ -104,8 +116,7 @@ class Organizations:
             # An unset optional bool in the mask means the proto default, false.
             changes["enabled"] = bool(enabled)
         with self._store.unit_of_work() as uow:
-            uow.lock_organization(org_id)  # read to be written back whole
-            current = visible_organization(uow, principal, org_id)
+            current = locked_organization(uow, principal, org_id)
             require_environment(principal, WRITE, "update organizations")
             now = self._clock()
             updated = dataclasses.replace(current, updated_at=now, **changes)  # type: ignore[arg-type]
@@ -151,8 +162,7 @@ class Organizations:
         """Kill switch: every token of the organization issued until now is revoked."""
         require(principal, WRITE)
         with self._store.unit_of_work() as uow:
-            uow.lock_organization(org_id)  # read to be written back whole
-            current = visible_organization(uow, principal, org_id)
+            current = locked_organization(uow, principal, org_id)
             now = self._clock()
             uow.update_organization(dataclasses.replace(current, tokens_revoked_before=now))
             uow.announce(Change(Kind.ORGANIZATION, org_id))

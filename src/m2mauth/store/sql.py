@@ -453,7 +453,13 @@ class _SqlUnitOfWork:
         # On SQLite every unit of work already holds the writer lock (BEGIN
         # IMMEDIATE, see engine.py), which serialises far more than one row.
         if self._postgres and not unstorable(row_id):
-            self._rows(select(table.c.id).where(table.c.id == row_id).with_for_update())
+            # FOR NO KEY UPDATE, the lock the UPDATE itself takes: it excludes
+            # another writer of the row but not the FOR KEY SHARE that inserting
+            # a row referencing it takes (an application in the organization,
+            # a secret or the day's usage of the application), which FOR UPDATE
+            # would make wait.
+            query = select(table.c.id).where(table.c.id == row_id)
+            self._rows(query.with_for_update(key_share=True))
 
     def record_secret_usage(self, usages: Sequence[SecretUsage]) -> None:
         if not usages:
