@@ -279,3 +279,30 @@ def test_a_save_over_someone_elses_change_is_shown_not_applied(console: Console)
     saved = client.post(f"/console/applications/{made.id}/edit", data={**form, "etag": fresh_etag})
     assert saved.status_code == 303, saved.text
     assert console.app.applications.get(principal, made.id).name == "renamed"
+
+
+def test_a_form_shown_again_for_a_typo_keeps_the_etag_it_was_typed_against(
+    console: Console,
+) -> None:
+    """A save refused for a bad field shows the typed values again; saving
+    them after the fix must still notice a change made meanwhile."""
+    principal = Principal(admin_key_id="ak_test", organization_id=None)
+    org = console.app.organizations.create(principal, "Acme", "", True)
+    made = console.app.applications.create(principal, org.id, ApplicationFields(name="before"))
+    client, _ = console.signed_in()
+    page = client.get(f"/console/applications/{made.id}")
+    opened_etag = page.text.split('name="etag" value="', 1)[1].split('"', 1)[0]
+    form = {"csrf_token": csrf_of(page.text), "etag": opened_etag, "name": "renamed"}
+    console.app.applications.update(
+        principal, made.id, ["scopes"], ApplicationFields(scopes=("invoices:read",))
+    )
+    typo = client.post(
+        f"/console/applications/{made.id}/edit", data={**form, "token_ttl_seconds": "abc"}
+    )
+    assert typo.status_code == 400
+    assert typo.text.split('name="etag" value="', 1)[1].split('"', 1)[0] == opened_etag
+    fixed = client.post(
+        f"/console/applications/{made.id}/edit", data={**form, "token_ttl_seconds": "600"}
+    )
+    assert fixed.status_code == 409
+    assert console.app.applications.get(principal, made.id).scopes == ("invoices:read",)

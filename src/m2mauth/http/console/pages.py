@@ -223,7 +223,10 @@ class Pages:
         status: int = 200,
         errors: dict[str, str] | None = None,
         values: dict[str, str] | None = None,
+        form_etag: str | None = None,
     ) -> Response:
+        """``form_etag``: the etag the edit form keeps, when it is shown again
+        with the values typed on a page read earlier; else the application's own."""
         principal = call.session.principal
         app = self.applications.get(principal, call.param("app_id"))
         last_used, daily = self.applications.usage(principal, app.id, USAGE_DAYS)
@@ -233,7 +236,7 @@ class Pages:
             "application.html",
             status,
             app=app,
-            etag=etag(app),
+            etag=etag(app) if form_etag is None else form_etag,
             values=values or _app_values(app),
             errors=errors or {},
             last_used=last_used,
@@ -258,7 +261,11 @@ class Pages:
                 expected_etag=call.form.get("etag", ""),
             )
         except InvalidField as exc:
-            return self.application_page(call, 400, field_errors(exc), echoed(call.form))
+            # The typed values are shown again: so is the etag they were typed
+            # against, or saving them would overwrite whatever changed meanwhile.
+            return self.application_page(
+                call, 400, field_errors(exc), echoed(call.form), call.form.get("etag", "")
+            )
         except EtagMismatch:
             # Shown again as it is now (with its new etag), the typed values kept:
             # saving again is a choice made knowing what changed.
