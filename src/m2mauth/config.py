@@ -244,7 +244,8 @@ class Settings:
         "auto: when --processes equals the CPUs the server may use (its affinity mask, "
         "a container's cpuset) and no cgroup quota gives it fewer, each worker runs on "
         "one CPU of its own (gRPC calls hop between threads: ~1.2-1.6x the gRPC rate on "
-        "2 cores); off: the scheduler places them.",
+        "2 cores); off: the scheduler places them (for CPUs shared with other busy work "
+        "without a quota).",
     )
     tls_cert: str = setting(
         "",

@@ -76,10 +76,12 @@ def worker_main(
         # The supervisor died before the line above (while this process was being
         # spawned or importing): nobody will signal it, so it leaves now.
         raise SystemExit(EXIT_ORPHANED)
-    if cpu is not None:
-        pin_to(cpu)  # before any thread starts: they inherit it
+    # Before any thread starts: they inherit it.
+    unpinned = pin_to(cpu) if cpu is not None else ""
     settings = prepared.settings
     logs.configure(settings.log_level, settings.log_format)
+    if unpinned:
+        log.warning("worker %d: %s", index, unpinned)
     stop = threading.Event()
     _stop_on_signal_or_orphaned(stop, settings.grace_period_seconds + STOP_MARGIN_SECONDS)
     # A SIGHUP forwarded before this worker can reload must not end it (the default).
