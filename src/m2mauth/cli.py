@@ -8,9 +8,11 @@ so ``m2mauth --help`` stays fast.
 
 from __future__ import annotations
 
+import random
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -980,12 +982,15 @@ def _change_application(s: Any, app_id: str, change: Callable[[Any], list[str]])
 
     from m2mauth.v1 import application_service_pb2 as app_pb
 
-    for _ in range(UPDATE_ATTEMPTS):
+    for attempt in range(UPDATE_ATTEMPTS):
+        if attempt:
+            # Another admin is editing it too: let their change land first.
+            time.sleep(random.uniform(0.05, 0.2) * attempt)  # noqa: S311 - jitter, no secret
         app = s.call(s.apps.GetApplication, app_pb.GetApplicationRequest(id=app_id)).application
         paths = change(app)
         mask = FieldMask(paths=paths)
         request = app_pb.UpdateApplicationRequest(application=app, update_mask=mask)
-        reply = s.call_unless_aborted(s.apps.UpdateApplication, request)
+        reply = s.call_unless_stale(s.apps.UpdateApplication, request)
         if reply is not None:
             return reply.application
     raise usage_failure(

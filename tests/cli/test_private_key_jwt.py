@@ -200,7 +200,7 @@ def test_federation_add_keeps_a_credential_added_meanwhile(
     app_id = cli.text("apps", "create", "--org", org_id, "--name", "workload", "-q")
     meanwhile = FederatedCredential("https://oidc.eks.example.com", "system:sa", "m2mauth")
     attempts: list[str] = []
-    conditional = Session.call_unless_aborted
+    conditional = Session.call_unless_stale
 
     def another_admin_first(self: Session, method: Any, request: Any) -> Any:
         attempts.append(request.application.etag)
@@ -216,7 +216,7 @@ def test_federation_add_keeps_a_credential_added_meanwhile(
             )
         return conditional(self, method, request)
 
-    monkeypatch.setattr(Session, "call_unless_aborted", another_admin_first)
+    monkeypatch.setattr(Session, "call_unless_stale", another_admin_first)
     github = (
         *("--issuer", "https://token.actions.githubusercontent.com"),
         *("--subject", "repo:acme/billing:*", "--audience", "m2mauth"),

@@ -17,7 +17,7 @@ import grpc
 
 from m2mauth.cli_support.failure import usage_failure
 from m2mauth.cli_support.options import Connection
-from m2mauth.cli_support.rpc_errors import describe_rpc_error
+from m2mauth.cli_support.rpc_errors import describe_rpc_error, read_status
 from m2mauth.v1 import (
     admin_key_service_pb2_grpc,
     application_service_pb2_grpc,
@@ -106,13 +106,13 @@ class Session:
                 err, self._conn, rpc=rpc, connected=self._connected()
             ) from None
 
-    def call_unless_aborted(self, method: Callable[..., Any], request: Any) -> Any | None:
-        """As :meth:`call`, but None when the server answers ABORTED: a conditional
-        update whose etag no longer matches (AIP-154), to be read and made again."""
+    def call_unless_stale(self, method: Callable[..., Any], request: Any) -> Any | None:
+        """As :meth:`call`, but None when the server refuses a conditional update
+        whose etag no longer matches (AIP-154): to be read and made again."""
         try:
             return method(request, timeout=self._conn.timeout, metadata=self._metadata)
         except grpc.RpcError as err:
-            if err.code() == grpc.StatusCode.ABORTED:
+            if read_status(err).reason == "ETAG_MISMATCH":
                 return None
             rpc = request.DESCRIPTOR.name.removesuffix("Request")
             raise describe_rpc_error(
