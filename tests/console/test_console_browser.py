@@ -312,6 +312,18 @@ def test_an_organization_key_sees_only_its_organization(
     assert "Theirs Inc" not in page.content()
 
 
+def test_the_widest_id_in_a_message_fits_a_phone(page: Page, server: Served) -> None:
+    """An id is one unbreakable word; in an error message it must wrap rather
+    than widen the page (ids are random: the widest letters, W, every time)."""
+    sign_in(page, server.admin_key)
+    widest = "org_" + "W" * 26
+    response = page.goto(f"/console/organizations/{widest}")
+    assert response is not None
+    assert response.status == 404
+    expect(page.get_by_role("alert")).to_contain_text(widest)
+    shoot(page, "not-found-widest")
+
+
 def test_a_post_without_its_csrf_token_is_refused(page: Page, server: Served) -> None:
     sign_in(page, server.admin_key)
     # The session cookie goes with these requests; only the token is missing or wrong.
