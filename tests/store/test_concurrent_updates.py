@@ -25,6 +25,7 @@ from m2mauth.core.applications import ApplicationFields
 from m2mauth.core.errors import InvalidField, NotFound
 from m2mauth.core.interfaces import Store
 from m2mauth.core.models import Principal
+from m2mauth.store.schema import migrate
 from m2mauth.store.sql import SqlStore
 from tests.store.support import StoreFactory
 
@@ -80,15 +81,30 @@ def gate() -> _Gate:
     return _Gate()
 
 
-@pytest.fixture
-def app(open_store: StoreFactory, gate: _Gate) -> Iterator[App]:
+def _app(store: Store, gate: _Gate) -> App:
     settings = Settings(
         database_url="unused", root_key="unused", issuer="https://auth.example.com"
     ).with_defaults()
-    pausing: Any = _PausingStore(open_store(), gate)
-    built = bootstrap(settings, store=pausing, root_key=secrets.token_bytes(32))
+    pausing: Any = _PausingStore(store, gate)
+    return bootstrap(settings, store=pausing, root_key=secrets.token_bytes(32))
+
+
+@pytest.fixture
+def app(open_store: StoreFactory, gate: _Gate) -> Iterator[App]:
+    built = _app(open_store(), gate)
     yield built
     built.close()
+
+
+@pytest.fixture
+def postgres_app(postgres_url: str, gate: _Gate) -> Iterator[App]:
+    """Row locks are PostgreSQL's: elsewhere every write is serialised whole."""
+    migrate(postgres_url)
+    store = SqlStore(postgres_url)
+    built = _app(store, gate)
+    yield built
+    built.close()
+    store.close()
 
 
 def _together(
@@ -175,18 +191,11 @@ def test_a_rename_does_not_bring_a_revoked_admin_key_back(app: App, gate: _Gate)
     assert app.admin_keys.get(ENV, key.id).revoked_at is not None
 
 
-def _postgres_only(app: App) -> None:
-    store = app.store
-    inner = getattr(store, "_store", store)
-    if not (isinstance(inner, SqlStore) and inner.reads_block):
-        pytest.skip("row locks are PostgreSQL's; elsewhere every write is serialised")
-
-
-def test_another_tenants_row_is_never_locked(app: App, gate: _Gate) -> None:
+def test_another_tenants_row_is_never_locked(postgres_app: App, gate: _Gate) -> None:
     """A key of organization B asking to change A's application is told NOT_FOUND
     at once, even while A's row is held: were it made to wait, the wait would
     say that the id exists (AIP-193)."""
-    _postgres_only(app)
+    app = postgres_app
     a = app.organizations.create(ENV, "A", "", True)
     b = app.organizations.create(ENV, "B", "", True)
     target = app.applications.create(ENV, a.id, ApplicationFields(name="a-app"))
@@ -202,10 +211,12 @@ def test_another_tenants_row_is_never_locked(app: App, gate: _Gate) -> None:
     assert finished == [1, 0]  # answered while A's change still held the row
 
 
-def test_a_held_organization_does_not_hold_up_new_applications_in_it(app: App, gate: _Gate) -> None:
+def test_a_held_organization_does_not_hold_up_new_applications_in_it(
+    postgres_app: App, gate: _Gate
+) -> None:
     """The row lock is FOR NO KEY UPDATE, as the UPDATE's own: inserting a row
     that references the organization (its FOR KEY SHARE) does not wait."""
-    _postgres_only(app)
+    app = postgres_app
     org = app.organizations.create(ENV, "org", "", True)
     finished: list[int] = []
     assert _together(
