@@ -6,9 +6,12 @@ import dataclasses
 from pathlib import Path
 
 from m2mauth.config import SETTINGS, CertificateFiles, Settings
+from tests.settings_defaults import setting_default
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 ISSUER = "https://auth.example.com"
+# The issuer a setting-less server derives names its default HTTP port.
+HTTP_PORT = setting_default("http_port")
 
 
 def test_readme_documents_every_setting() -> None:
@@ -21,7 +24,7 @@ def test_dev_defaults_put_everything_under_the_data_dir() -> None:
     s = Settings(dev=True, data_dir=Path("var")).with_defaults()
     assert s.database_url == "sqlite:///var/m2mauth.db"
     assert s.root_key_file == "var/root.key"
-    assert s.issuer == "http://127.0.0.1:8080"
+    assert s.issuer == f"http://127.0.0.1:{HTTP_PORT}"
     assert s.audience == s.issuer
     assert s.problems() == []
 
@@ -101,11 +104,11 @@ def test_every_setting_is_declared_once_with_its_help() -> None:
 def test_tls_pairs_override_per_listener_and_make_the_issuer_https() -> None:
     shared = Settings(database_url="sqlite:///x", root_key="k", tls_cert="c", tls_key="k")
     assert shared.grpc_tls() == shared.http_tls() == CertificateFiles("c", "k")
-    assert shared.with_defaults().issuer == "https://127.0.0.1:8080"
+    assert shared.with_defaults().issuer == f"https://127.0.0.1:{HTTP_PORT}"
     own = dataclasses.replace(shared, grpc_tls_cert="g", grpc_tls_key="gk")
     assert own.grpc_tls() == CertificateFiles("g", "gk")
     assert own.http_tls() == CertificateFiles("c", "k")
-    assert Settings().with_defaults().issuer == "http://127.0.0.1:8080"
+    assert Settings().with_defaults().issuer == f"http://127.0.0.1:{HTTP_PORT}"
 
 
 def test_tls_settings_that_cannot_work_are_named() -> None:
@@ -137,16 +140,16 @@ def test_plaintext_is_refused_off_loopback_unless_allowed_or_dev() -> None:
 
 
 def test_the_edge_needs_tls_to_reach_another_machine() -> None:
-    edge = Settings(upstream="core.internal:50051")
+    edge = Settings(upstream="core.internal:7443")
     [problem] = edge.edge_problems()
-    assert "--upstream core.internal:50051 is another machine" in problem
-    assert edge.upstream_target() == ("core.internal:50051", False)
+    assert "--upstream core.internal:7443 is another machine" in problem
+    assert edge.upstream_target() == ("core.internal:7443", False)
     with_ca = dataclasses.replace(edge, upstream_ca="ca.pem")
     assert with_ca.edge_problems() == []
-    assert with_ca.upstream_target() == ("core.internal:50051", True)
-    system_roots = Settings(upstream="https://core.internal:50051")
-    assert system_roots.upstream_target() == ("core.internal:50051", True)
+    assert with_ca.upstream_target() == ("core.internal:7443", True)
+    system_roots = Settings(upstream="https://core.internal:7443")
+    assert system_roots.upstream_target() == ("core.internal:7443", True)
     assert system_roots.edge_problems() == []
-    assert Settings(upstream="127.0.0.1:50051").edge_problems() == []
+    assert Settings(upstream="127.0.0.1:7443").edge_problems() == []
     [missing] = Settings().edge_problems()
     assert missing.startswith("--upstream must be host:port")

@@ -18,6 +18,7 @@ from examples.protected_api.projects import ProjectStore
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from m2mauth.verify import TokenVerifier
+from tests.settings_defaults import setting_default
 from tests.verify.support import (
     ORG_ID,
     OTHER_ORG_ID,
@@ -198,4 +199,5 @@ def test_command_line_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PROTECTED_API_AUDIENCE", "https://projects.example.com")
     args = parse_args([])
     assert args.audience == "https://projects.example.com"
-    assert args.issuer == "http://127.0.0.1:8080"
+    # The issuer of a `make run` server on its default port.
+    assert args.issuer == f"http://127.0.0.1:{setting_default('http_port')}"
