@@ -169,8 +169,14 @@ H = TypeVar("H", bound=logging.Handler)
 def rate_limit_repeated_lines(handler: H, **options: Any) -> H:
     """Install a :class:`RepeatedLinesFilter` on ``handler`` (every logger's lines pass
     a handler's filters; a logger's filters miss its children's lines)."""
-    handler.addFilter(RepeatedLinesFilter(handler.handle, **options))
+    _install_limiter(handler, **options)
     return handler
+
+
+def _install_limiter(handler: logging.Handler, **options: Any) -> RepeatedLinesFilter:
+    limiter = RepeatedLinesFilter(handler.handle, **options)
+    handler.addFilter(limiter)
+    return limiter
 
 
 class _Configured:
@@ -199,9 +205,7 @@ def line_gate(logger: str, level: int, template: str) -> Callable[[], bool]:
 
 def configure(level: str, fmt: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
-    limiter = RepeatedLinesFilter(handler.handle)
-    handler.addFilter(limiter)
-    _Configured.limiter = limiter
+    _Configured.limiter = _install_limiter(handler)
     handler.addFilter(_not_alembic_chatter)
     if fmt == "json":
         handler.setFormatter(JsonFormatter())

@@ -98,21 +98,18 @@ class Session:
 
     def call(self, method: Callable[..., Any], request: Any) -> Any:
         """Call one unary RPC with the session's metadata and deadline."""
-        try:
-            return method(request, timeout=self._conn.timeout, metadata=self._metadata)
-        except grpc.RpcError as err:
-            rpc = request.DESCRIPTOR.name.removesuffix("Request")
-            raise describe_rpc_error(
-                err, self._conn, rpc=rpc, connected=self._connected()
-            ) from None
+        return self._call(method, request, stale_is_none=False)
 
     def call_unless_stale(self, method: Callable[..., Any], request: Any) -> Any | None:
         """As :meth:`call`, but None when the server refuses a conditional update
         whose etag no longer matches (AIP-154): to be read and made again."""
+        return self._call(method, request, stale_is_none=True)
+
+    def _call(self, method: Callable[..., Any], request: Any, *, stale_is_none: bool) -> Any:
         try:
             return method(request, timeout=self._conn.timeout, metadata=self._metadata)
         except grpc.RpcError as err:
-            if read_status(err).reason == "ETAG_MISMATCH":
+            if stale_is_none and read_status(err).reason == "ETAG_MISMATCH":
                 return None
             rpc = request.DESCRIPTOR.name.removesuffix("Request")
             raise describe_rpc_error(

@@ -28,6 +28,7 @@ from m2mauth.core.interfaces import Store, UnitOfWork
 from m2mauth.core.models import AdminKey, AdminKeyRole, Organization, Principal
 from m2mauth.core.pagination import Page, Pager, PageTokenCodec
 from m2mauth.core.permissions import Permission, no_wider, require
+from m2mauth.core.row_locks import read_for_update
 from m2mauth.core.usage import AdminKeyUsageRecorder
 
 SYSTEM_ACTOR = "system"
@@ -48,18 +49,6 @@ def visible_admin_key(uow: UnitOfWork, principal: Principal, key_id: str) -> Adm
     ):
         raise NotFound(RESOURCE, key_id)
     return key
-
-
-def locked_admin_key(uow: UnitOfWork, principal: Principal, key_id: str) -> AdminKey:
-    """An admin key the principal may see, to be written back whole.
-
-    Visible first: another tenant's row is never locked, as a wait on it would
-    tell that it exists (AIP-193). Then held until commit (see
-    UnitOfWork.lock_application) and read again, as it is now.
-    """
-    visible_admin_key(uow, principal, key_id)
-    uow.lock_admin_key(key_id)
-    return visible_admin_key(uow, principal, key_id)
 
 
 def refusal(key: AdminKey | None, org: Organization | None, now: datetime) -> str:
@@ -236,7 +225,7 @@ class AdminKeys:
         if "expire_time" in paths:
             changes["expires_at"] = _future("admin_key.expire_time", expires_at, now)
         with self._store.unit_of_work() as uow:
-            current = locked_admin_key(uow, principal, key_id)
+            current = read_for_update(uow, principal, key_id, visible_admin_key, uow.lock_admin_key)
             if current.revoked_at is not None:
                 raise InvalidField("id", "the admin key is revoked; create another")
             updated = dataclasses.replace(current, **changes)  # type: ignore[arg-type]
@@ -259,7 +248,7 @@ class AdminKeys:
         require(principal, Permission.ADMIN_KEYS_WRITE)
         now = self._clock()
         with self._store.unit_of_work() as uow:
-            current = locked_admin_key(uow, principal, key_id)
+            current = read_for_update(uow, principal, key_id, visible_admin_key, uow.lock_admin_key)
             if current.revoked_at is not None:
                 return current
             revoked = dataclasses.replace(current, revoked_at=now)

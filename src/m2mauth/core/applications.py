@@ -29,6 +29,7 @@ from m2mauth.core.models import (
 from m2mauth.core.organizations import visible_organization
 from m2mauth.core.pagination import Page, Pager, PageTokenCodec
 from m2mauth.core.permissions import Permission, require
+from m2mauth.core.row_locks import read_for_update
 
 UPDATABLE = (
     "name",
@@ -153,18 +154,6 @@ def visible_application(uow: UnitOfWork, principal: Principal, app_id: str) -> A
     if app is None or not principal.can_see(app.organization_id):
         raise NotFound(RESOURCE, app_id)
     return app
-
-
-def locked_application(uow: UnitOfWork, principal: Principal, app_id: str) -> Application:
-    """An application the principal may see, to be written back whole.
-
-    Visible first: another tenant's row is never locked, as a wait on it would
-    tell that it exists (AIP-193). Then held until commit (see
-    UnitOfWork.lock_application) and read again, as it is now.
-    """
-    visible_application(uow, principal, app_id)
-    uow.lock_application(app_id)
-    return visible_application(uow, principal, app_id)
 
 
 class Applications:
@@ -302,7 +291,9 @@ class Applications:
         if "enabled" in paths:
             changes["enabled"] = bool(f.enabled)
         with self._store.unit_of_work() as uow:
-            current = locked_application(uow, principal, app_id)
+            current = read_for_update(
+                uow, principal, app_id, visible_application, uow.lock_application
+            )
             if expected_etag and expected_etag != etag(current):
                 # Compared under the row lock: nobody can change it before the write.
                 raise EtagMismatch(RESOURCE)
@@ -360,7 +351,7 @@ class Applications:
         """Kill switch: every token of the application issued until now is revoked."""
         require(principal, APP_WRITE)
         with self._store.unit_of_work() as uow:
-            app = locked_application(uow, principal, app_id)
+            app = read_for_update(uow, principal, app_id, visible_application, uow.lock_application)
             now = self._clock()
             uow.update_application(dataclasses.replace(app, tokens_revoked_before=now))
             uow.announce(Change(Kind.APPLICATION, app_id))

@@ -14,6 +14,7 @@ from m2mauth.core.interfaces import Store, UnitOfWork
 from m2mauth.core.models import Organization, Principal
 from m2mauth.core.pagination import Page, Pager, PageTokenCodec
 from m2mauth.core.permissions import Permission, require, require_environment
+from m2mauth.core.row_locks import read_for_update
 
 UPDATABLE = ("name", "external_id", "enabled")
 RESOURCE = "organization"
@@ -34,18 +35,6 @@ def visible_organization(uow: UnitOfWork, principal: Principal, org_id: str) -> 
     if org is None:
         raise NotFound(RESOURCE, org_id)
     return org
-
-
-def locked_organization(uow: UnitOfWork, principal: Principal, org_id: str) -> Organization:
-    """An organization the principal may see, to be written back whole.
-
-    Visible first: another tenant's row is never locked, as a wait on it would
-    tell that it exists (AIP-193). Then held until commit (see
-    UnitOfWork.lock_application) and read again, as it is now.
-    """
-    visible_organization(uow, principal, org_id)
-    uow.lock_organization(org_id)
-    return visible_organization(uow, principal, org_id)
 
 
 class Organizations:
@@ -116,7 +105,9 @@ class Organizations:
             # An unset optional bool in the mask means the proto default, false.
             changes["enabled"] = bool(enabled)
         with self._store.unit_of_work() as uow:
-            current = locked_organization(uow, principal, org_id)
+            current = read_for_update(
+                uow, principal, org_id, visible_organization, uow.lock_organization
+            )
             require_environment(principal, WRITE, "update organizations")
             now = self._clock()
             updated = dataclasses.replace(current, updated_at=now, **changes)  # type: ignore[arg-type]
@@ -162,7 +153,9 @@ class Organizations:
         """Kill switch: every token of the organization issued until now is revoked."""
         require(principal, WRITE)
         with self._store.unit_of_work() as uow:
-            current = locked_organization(uow, principal, org_id)
+            current = read_for_update(
+                uow, principal, org_id, visible_organization, uow.lock_organization
+            )
             now = self._clock()
             uow.update_organization(dataclasses.replace(current, tokens_revoked_before=now))
             uow.announce(Change(Kind.ORGANIZATION, org_id))
