@@ -75,10 +75,6 @@ def public_address(address: str) -> bool:
     return bool((mapped or ip).is_global) and not ip.is_multicast
 
 
-def _any_address(address: str) -> bool:
-    return True
-
-
 class FetchRefused(Exception):
     """Why a JWK Set was not fetched or not used (for the log; never for the caller)."""
 
@@ -121,7 +117,7 @@ class RemoteJwksCache:
         internal = (
             allow_http_loopback if allow_internal_addresses is None else allow_internal_addresses
         )
-        self._peer_allowed = _any_address if internal else public_address
+        self._peer_allowed: Callable[[str], bool] | None = None if internal else public_address
         self._timeout = timeout_seconds
         self._max_bytes = max_response_bytes
         self._cache_seconds = cache_seconds

@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
-from m2mauth.client_address import Network, client_address
+from m2mauth.client_address import Network
 from m2mauth.core.echo import shown
 from m2mauth.core.policy import TOKEN_ENDPOINT_PATH
 from m2mauth.core.registry import SUPPORTED
@@ -206,10 +206,7 @@ class OAuthEndpoints:
         return JSONResponse(document, headers={"Cache-Control": "public, max-age=300"})
 
     def source(self, request: Request) -> str:
-        """The caller's address, for throttling and the audit log: the socket's,
-        or what trusted proxies forwarded (see m2mauth.client_address)."""
-        peer = request.client.host if request.client is not None else ""
-        return client_address(peer, request.headers.get("x-forwarded-for"), self.trusted_proxies)
+        return forms.request_source(request, self.trusted_proxies)
 
     async def healthz(self, request: Request) -> Response:
         return PlainTextResponse("ok\n")

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, unquote_plus
 
 from starlette.requests import ClientDisconnect, Request
 
+from m2mauth.client_address import Network, client_address
 from m2mauth.http.errors import OAuthError, invalid_request
 
 FORM_TYPE = "application/x-www-form-urlencoded"
@@ -61,6 +63,13 @@ async def read_form(request: Request) -> dict[str, str]:
         if value != "":
             form[name] = value
     return form
+
+
+def request_source(request: Request, trusted_proxies: Sequence[Network]) -> str:
+    """The caller's address, for throttling and the audit log: the socket's,
+    or what trusted proxies forwarded (see m2mauth.client_address)."""
+    peer = request.client.host if request.client is not None else ""
+    return client_address(peer, request.headers.get("x-forwarded-for"), trusted_proxies)
 
 
 @dataclass(frozen=True, slots=True)

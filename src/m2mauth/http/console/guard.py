@@ -23,7 +23,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
-from m2mauth.client_address import Network, client_address
+from m2mauth.client_address import Network
 from m2mauth.core.console_sessions import ConsoleSession, ConsoleSessions, SessionEnded
 from m2mauth.core.errors import DomainError, NotFound, PermissionDenied, StoreUnavailable
 from m2mauth.http import forms
@@ -119,8 +119,7 @@ class Console:
         return RedirectResponse(url, status_code=303, headers=SECURITY_HEADERS)
 
     def source(self, request: Request) -> str:
-        peer = request.client.host if request.client is not None else ""
-        return client_address(peer, request.headers.get("x-forwarded-for"), self.trusted_proxies)
+        return forms.request_source(request, self.trusted_proxies)
 
     # --- cookies --------------------------------------------------------------
     def secure(self, request: Request) -> bool:
