@@ -18,7 +18,7 @@ from m2mauth.bootstrap import App, bootstrap
 from m2mauth.core.applications import ApplicationFields
 from m2mauth.core.errors import StoreUnavailable
 from m2mauth.core.interfaces import UnitOfWork
-from m2mauth.core.models import Principal
+from m2mauth.core.models import AdminKeyRole, Principal
 from m2mauth.http.app import create_http_app
 from m2mauth.http.server import HttpServer, bind, start_http_server
 from m2mauth.startup import console_mount
@@ -306,3 +306,17 @@ def test_a_form_shown_again_for_a_typo_keeps_the_etag_it_was_typed_against(
     )
     assert fixed.status_code == 409
     assert console.app.applications.get(principal, made.id).scopes == ("invoices:read",)
+
+
+def test_a_key_that_may_not_rotate_is_told_before_the_confirmation(console: Console) -> None:
+    """An auditor key reads signing keys but may not rotate them: refused on the
+    confirmation page itself, not after confirming."""
+    _, auditor = console.app.admin_keys.create_local(None, name="audit", role=AdminKeyRole.AUDITOR)
+    client = console.client()
+    form = client.get("/console/sign-in")
+    signed = client.post(
+        "/console/sign-in", data={"csrf_token": csrf_of(form.text), "admin_key": auditor}
+    )
+    assert signed.status_code == 303, signed.text
+    assert client.get("/console/signing-keys").status_code == 200
+    assert client.get("/console/signing-keys/rotate").status_code == 403

@@ -33,13 +33,18 @@ class SigningKeyAdmin:
         ]
         return pager.page(rows)
 
+    def check_may_rotate(self, principal: Principal) -> None:
+        """PermissionDenied unless ``principal`` may rotate (an environment key
+        with signing_keys.write): to ask before offering the rotation."""
+        require_environment(principal, Permission.SIGNING_KEYS_WRITE, "rotate signing keys")
+
     def rotate(
         self, principal: Principal, algorithm: str | None, *, now: bool = False
     ) -> tuple[SigningKey, SigningKey, datetime | None]:
         """Rotate once every verifier can hold the NEXT key (publish first, promote
         after), or with ``now`` at once; (current, next, scheduled promotion time
         or None if rotated now). See SigningKeyRing.request_rotation."""
-        require_environment(principal, Permission.SIGNING_KEYS_WRITE, "rotate signing keys")
+        self.check_may_rotate(principal)
         if algorithm is not None and algorithm not in ALGORITHMS:
             raise InvalidField("algorithm", f"must be one of {', '.join(ALGORITHMS)}")
         if now:

@@ -331,9 +331,9 @@ class Pages:
         )
 
     def rotate_confirm(self, call: Call) -> Response:
-        # Checked before the confirmation is shown, so an organization key is told
-        # at once instead of after confirming.
-        self.signing_keys.list(call.session.principal, 1, "", False)
+        # Checked before the confirmation is shown, so a key that may not rotate
+        # is told at once instead of after confirming.
+        self.signing_keys.check_may_rotate(call.session.principal)
         return self._render(call, "rotate.html", error="")
 
     def rotate(self, call: Call) -> Response:
