@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 import json
+from collections.abc import Callable
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
@@ -176,6 +177,17 @@ def verification_key(jwks: str, alg: str, kid: str | None) -> Any | None:
     if len(fitting) != 1:
         return None
     return _parsed(json.dumps(fitting[0], sort_keys=True), alg)
+
+
+def fetched_key(fetch: Callable[..., str | None], alg: str, kid: str | None) -> Any | None:
+    """The key of a fetched JWK Set to verify an ``alg`` signature named ``kid``
+    with (see verification_key). ``fetch`` is a RemoteJwks method with its URL
+    or issuer bound; it is asked again with ``refresh`` once, when the cached set
+    lacks the kid (RFC 7517 section 4.5: the signer may have rotated)."""
+    key = verification_key(fetch() or "", alg, kid)
+    if key is None and kid is not None:
+        key = verification_key(fetch(refresh=True) or "", alg, kid)
+    return key
 
 
 @functools.lru_cache(maxsize=4096)

@@ -26,6 +26,7 @@ store failure is StoreUnavailable.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any, ClassVar
 
 import jwt
@@ -36,7 +37,7 @@ from m2mauth.core.client_auth import (
     FailureSink,
     failed,
 )
-from m2mauth.core.client_keys import ASSERTION_ALGORITHMS, RemoteJwks, verification_key
+from m2mauth.core.client_keys import ASSERTION_ALGORITHMS, RemoteJwks, fetched_key
 from m2mauth.core.clock import Clock
 from m2mauth.core.errors import InvalidRequest
 from m2mauth.core.federation import matching
@@ -110,7 +111,7 @@ class FederatedCredentialAuth:
         if parts is None:  # federated_shape parsed it: only a bug gets here
             raise failed(client_id, "malformed_assertion", None, on_failure)
         header, claims = parts
-        app, org = self._load(client_id)
+        app, org = load_client(self._store, client_id)
         reason = self._check(credentials.client_assertion, header, claims, app, org)
         if reason or app is None or org is None:
             raise failed(client_id, reason, app, on_failure)
@@ -143,11 +144,7 @@ class FederatedCredentialAuth:
     def _key(self, credential: FederatedCredential, alg: str, kid: str | None) -> Any | None:
         if self._remote is None:
             return None
-        key = verification_key(self._remote.issuer_jwks(credential.issuer) or "", alg, kid)
-        if key is None and kid is not None:
-            fresh = self._remote.issuer_jwks(credential.issuer, refresh=True)
-            key = verification_key(fresh or "", alg, kid)
-        return key
+        return fetched_key(partial(self._remote.issuer_jwks, credential.issuer), alg, kid)
 
     def _verify(self, token: str, key: Any, alg: str, credential: FederatedCredential) -> str:
         try:
@@ -172,9 +169,6 @@ class FederatedCredentialAuth:
             return "invalid_assertion"
         now = self._clock().timestamp()
         return time_problem(verified, now, self._max_lifetime, self._leeway)
-
-    def _load(self, client_id: str) -> tuple[Application | None, Organization | None]:
-        return load_client(self._store, client_id)
 
     # Nothing is cached here (the issuers' key sets are, by the RemoteJwks).
     def invalidate(self, client_id: str | None = None) -> None:

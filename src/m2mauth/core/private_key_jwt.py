@@ -48,7 +48,12 @@ from m2mauth.core.client_auth import (
     FailureSink,
     failed,
 )
-from m2mauth.core.client_keys import ASSERTION_ALGORITHMS, RemoteJwks, verification_key
+from m2mauth.core.client_keys import (
+    ASSERTION_ALGORITHMS,
+    RemoteJwks,
+    fetched_key,
+    verification_key,
+)
 from m2mauth.core.clock import Clock
 from m2mauth.core.errors import InvalidRequest
 from m2mauth.core.interfaces import Store
@@ -151,7 +156,7 @@ class PrivateKeyJwtAuth:
         parsed = _parse(credentials)
         if isinstance(parsed, str):
             raise failed(self.claimed_client_id(credentials), parsed, None, on_failure)
-        app, org = self._load(parsed.client_id)
+        app, org = load_client(self._store, parsed.client_id)
         reason = self._check(credentials.client_assertion, parsed, app, org)
         if reason or app is None or org is None:
             raise failed(parsed.client_id, reason, app, on_failure)
@@ -187,11 +192,8 @@ class PrivateKeyJwtAuth:
             return verification_key(app.jwks, parsed.alg, parsed.kid)
         if self._remote is None:
             return None
-        key = verification_key(self._remote.get(app.jwks_uri) or "", parsed.alg, parsed.kid)
-        if key is None and parsed.kid is not None:
-            fresh = self._remote.get(app.jwks_uri, refresh=True)
-            key = verification_key(fresh or "", parsed.alg, parsed.kid)
-        return key
+        fetch = functools.partial(self._remote.get, app.jwks_uri)
+        return fetched_key(fetch, parsed.alg, parsed.kid)
 
     def _verify(self, assertion: str, key: Any, parsed: _Parsed) -> str:
         """ "" if the signature and the claims hold, else the reason for the audit log."""
@@ -217,9 +219,6 @@ class PrivateKeyJwtAuth:
         return time_problem(
             claims, self._clock().timestamp(), self._max_lifetime, self._leeway
         ) or _jti(claims)
-
-    def _load(self, client_id: str) -> tuple[Application | None, Organization | None]:
-        return load_client(self._store, client_id)
 
     # Nothing is cached (see the module docstring): nothing to forget.
     def invalidate(self, client_id: str | None = None) -> None:
