@@ -10,7 +10,6 @@ is checked against it.
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 import typing
 import urllib.parse
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from typing import Any
 from m2mauth.client_address import parse_networks
 from m2mauth.core import defaults
 from m2mauth.core.algorithms import DEFAULT_SIGNING_ALGORITHM, SIGNING_ALGORITHMS
+from m2mauth.core.hosts import is_loopback_host
 from m2mauth.cpu_affinity import MODES as CPU_AFFINITY_MODES
 from m2mauth.database_urls import (
     MEMORY_SCHEME,
@@ -65,17 +65,6 @@ EDGE_SETTINGS = (
 HTTPS_SCHEME = "https://"
 
 
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` is reachable only from this machine. A name other than
-    localhost counts as public: what it resolves to may change."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
 def issuer_problem(issuer: str, *, dev: bool) -> str | None:
     """What is wrong with ``issuer`` as an issuer identifier, or None.
 
@@ -88,7 +77,7 @@ def issuer_problem(issuer: str, *, dev: bool) -> str | None:
         return f"--issuer {issuer!r} must be an absolute https URL, e.g. https://auth.example.com"
     if parsed.query or parsed.fragment or "?" in issuer or "#" in issuer:
         return f"--issuer {issuer!r} must have no query or fragment (RFC 8414 section 2)"
-    if parsed.scheme == "http" and not dev and not is_loopback(parsed.hostname):
+    if parsed.scheme == "http" and not dev and not is_loopback_host(parsed.hostname):
         return (
             f"--issuer {issuer!r} must use https (RFC 8414 section 2): it is the public "
             "URL partners reach, even when a load balancer terminates TLS in front"
@@ -402,7 +391,7 @@ class Settings:
         out = []
         for name in listeners:
             host = getattr(self, f"{name}_host")
-            if getattr(self, f"{name}_tls")() is None and not is_loopback(host):
+            if getattr(self, f"{name}_tls")() is None and not is_loopback_host(host):
                 out.append(
                     f"--{name}-host {host or '(all addresses)'} is reachable from other "
                     f"machines but {_LISTENER[name]} has no TLS: pass --tls-cert and --tls-key (or "
@@ -421,7 +410,7 @@ class Settings:
         target, tls = self.upstream_target()
         if not target or "://" in target or ":" not in target:
             out.append("--upstream must be host:port (or https://host:port for TLS)")
-        elif not tls and not self.allow_plaintext and not is_loopback(target.rsplit(":", 1)[0]):
+        elif not (tls or self.allow_plaintext or is_loopback_host(target.rsplit(":", 1)[0])):
             out.append(
                 f"--upstream {target} is another machine and the hop has no TLS (client "
                 "secrets would cross it in clear): pass --upstream-ca (or an https:// "

@@ -14,7 +14,6 @@ mistake is a secret and must not be stored, logged or shown.
 from __future__ import annotations
 
 import functools
-import ipaddress
 import json
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -24,6 +23,7 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from m2mauth.core.errors import InvalidField
+from m2mauth.core.hosts import is_loopback_host
 
 # RFC 7518 sections 3.3 (RS256), 3.5 (PS256), 3.4 (ES256) and RFC 8037 (EdDSA).
 ASSERTION_ALGORITHMS: tuple[str, ...] = ("RS256", "PS256", "ES256", "EdDSA")
@@ -62,15 +62,6 @@ class RemoteJwks(Protocol):
         """The normalised JWK Set of an OpenID Connect issuer (workload identity
         federation): from the jwks_uri its discovery document names."""
         ...
-
-
-def is_loopback_host(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def checked_jwks_uri(field: str, uri: str, *, allow_http_loopback: bool) -> str:
